@@ -1,0 +1,63 @@
+"""Finding scans on disk: class-folder datasets and loose files, always in sorted order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import DatasetError
+from .images import SCAN_EXTENSIONS, is_scan_file
+
+
+@dataclass(frozen=True)
+class LabelledScan:
+    """One scan of a class-folder dataset."""
+
+    path: Path
+    label: str
+
+
+def list_scans(folder: Path, recursive: bool = True) -> list[Path]:
+    """All files with a scan extension under `folder`, sorted by path."""
+    pattern = "**/*" if recursive else "*"
+    return sorted(p for p in folder.glob(pattern) if p.is_file() and is_scan_file(p))
+
+
+def class_folders(root: Path) -> list[str]:
+    """The class names of a dataset: its sub-folders, sorted.
+
+    Raises:
+        DatasetError: the folder is missing or has no sub-folders.
+    """
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such folder; pass a folder with one sub-folder per class.")
+    names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not names:
+        raise DatasetError(f"{root}: has no class sub-folders; expected e.g. {root}/glioma_tumor/*.jpg.")
+    return names
+
+
+def scan_dataset(root: Path, labels: tuple[str, ...] | None = None) -> list[LabelledScan]:
+    """Every scan of a class-folder dataset, sorted by class then path.
+
+    Args:
+        root: folder holding one sub-folder per class.
+        labels: the expected classes; a folder class outside them is an error. Missing classes are allowed.
+
+    Raises:
+        DatasetError: missing or empty folders, unknown classes.
+    """
+    found = class_folders(root)
+    if labels is not None:
+        unknown = [name for name in found if name not in labels]
+        if unknown:
+            raise DatasetError(
+                f"{root}: class folders {unknown} are not among the model's labels {list(labels)}."
+            )
+    scans: list[LabelledScan] = []
+    for name in found:
+        files = list_scans(root / name)
+        if not files:
+            raise DatasetError(f"{root / name}: class folder holds no scans (accepted: {', '.join(SCAN_EXTENSIONS)}).")
+        scans.extend(LabelledScan(path, name) for path in files)
+    return scans

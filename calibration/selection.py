@@ -1,0 +1,294 @@
+"""Choosing the calibration scans: deterministic, stratified by class, decoded once, recorded in a manifest.
+
+Selection rules, in order:
+
+1. Scans are listed with `tumorscan.folders.scan_dataset` (sorted by class, then path); scans in
+   `exclude` are dropped.
+2. Each class gets a quota by largest-remainder apportionment of `count` in proportion to its number
+   of scans, with a floor of one scan per class: every class first gets max(1, floor(share)); leftover
+   places go to the largest fractional remainders (ties: class order), and places over `count` (from
+   the floor of one) are taken back from the smallest remainders among classes holding more than one.
+   When `count` reaches the number of scans, every scan is used.
+3. One `numpy.random.default_rng(seed)` shuffles each class's sorted list, classes in sorted order; a
+   class's scans are decoded in that order until its quota is met, so a scan that fails to decode, or
+   whose bytes equal a scan already chosen, is named, skipped and replaced by the next one of its class.
+4. Entries are kept sorted by class, then path, whatever the shuffle.
+
+Pixels come from `tumorscan.images.load_pixels` at the model's input size and stay in memory (a few
+hundred 224 x 224 scans take about 45 MB), so every quantizer sees exactly the same calibration data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sys
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+from numpy.typing import NDArray
+from tumorscan.errors import DatasetError, ImageError
+from tumorscan.files import atomic_write_text
+from tumorscan.folders import scan_dataset
+from tumorscan.images import load_pixels
+
+MANIFEST_FORMAT = "tumorscan-calibration"
+MANIFEST_VERSION = 1
+MIN_RECOMMENDED = 100
+"""Fewer calibration scans than this give noisy activation ranges; a warning says so."""
+
+
+class CalibrationWarning(UserWarning):
+    """The calibration set is usable but smaller or less balanced than asked for."""
+
+
+@dataclass(frozen=True)
+class CalibrationEntry:
+    """One calibration scan: its path relative to the dataset folder, the sha256 of its bytes, its class."""
+
+    path: str
+    sha256: str
+    label: str
+
+
+@dataclass(frozen=True)
+class CalibrationSet:
+    """The chosen calibration scans with their pixels, decoded once through the shared preprocessing.
+
+    Attributes:
+        root: the dataset folder (absolute).
+        size: (height, width) the pixels were prepared at.
+        seed: the selection seed.
+        requested: how many scans were asked for.
+        entries: the scans used, sorted by class then path; row i of the pixels belongs to entries[i].
+        skipped: (relative path, reason) of scans passed over (unreadable or duplicate bytes).
+        warnings: what makes this set weaker than asked for (also issued as CalibrationWarning).
+    """
+
+    root: Path
+    size: tuple[int, int]
+    seed: int
+    requested: int
+    entries: tuple[CalibrationEntry, ...]
+    skipped: tuple[tuple[str, str], ...]
+    warnings: tuple[str, ...]
+    _pixels: NDArray[np.uint8] = field(repr=False, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        """Absolute paths of the scans used, in entry order (to keep them out of parity data)."""
+        return tuple(self.root / entry.path for entry in self.entries)
+
+    def label_counts(self) -> dict[str, int]:
+        """Scans used per class."""
+        counts: dict[str, int] = {}
+        for entry in self.entries:
+            counts[entry.label] = counts.get(entry.label, 0) + 1
+        return counts
+
+    def iter_pixels(self) -> Iterator[NDArray[np.uint8]]:
+        """Each scan's H x W x 3 uint8 RGB pixels in entry order (read-only views of the one decoded copy)."""
+        yield from self._pixels
+
+    def manifest(self) -> dict[str, Any]:
+        """What defines this calibration data, as a JSON-ready dict with only portable content."""
+        return {
+            "format": MANIFEST_FORMAT,
+            "version": MANIFEST_VERSION,
+            "size": list(self.size),
+            "seed": self.seed,
+            "requested": self.requested,
+            "labels": self.label_counts(),
+            "entries": [{"path": e.path, "sha256": e.sha256, "label": e.label} for e in self.entries],
+        }
+
+    @property
+    def manifest_sha256(self) -> str:
+        """sha256 of the canonical (key-sorted, compact, UTF-8) JSON of `manifest()`."""
+        canonical = json.dumps(self.manifest(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    def describe(self) -> dict[str, Any]:
+        """A short record for model metadata: count, classes, seed, size, skipped and the manifest hash."""
+        return {
+            "count": len(self.entries),
+            "labels": self.label_counts(),
+            "seed": self.seed,
+            "size": list(self.size),
+            "skipped": len(self.skipped),
+            "manifest_sha256": self.manifest_sha256,
+        }
+
+    def write_manifest(self, path: Path) -> None:
+        """Write the manifest, its hash and the skipped scans as indented JSON, atomically."""
+        document = {
+            **self.manifest(),
+            "manifest_sha256": self.manifest_sha256,
+            "skipped": [{"path": name, "reason": reason} for name, reason in self.skipped],
+        }
+        atomic_write_text(path, json.dumps(document, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def select_calibration(
+    root: Path,
+    size: tuple[int, int],
+    count: int = 300,
+    seed: int = 0,
+    labels: tuple[str, ...] | None = None,
+    exclude: Iterable[Path] = (),
+    progress: bool = True,
+) -> CalibrationSet:
+    """Choose and decode a stratified, seeded calibration set from a class-folder dataset.
+
+    Args:
+        root: folder with one sub-folder per class (usually the training set).
+        size: (height, width) of the model input.
+        count: how many scans to use.
+        seed: selection seed; the same seed and files give the same selection.
+        labels: the model's classes; a class folder outside them is an error.
+        exclude: scans never to use (e.g. those a parity check or evaluation will use).
+        progress: show a progress bar on stderr while decoding.
+
+    Raises:
+        DatasetError: the folder is missing or empty, `count` is below the number of classes,
+            or no scan decodes.
+    """
+    root = root.resolve()
+    excluded = {Path(path).resolve() for path in exclude}
+    candidates: dict[str, list[Path]] = {}
+    for scan in scan_dataset(root, labels):
+        if scan.path.resolve() not in excluded:
+            candidates.setdefault(scan.label, []).append(scan.path)
+    notes = [f"class {label}: no scans available." for label in labels or () if label not in candidates]
+    if not candidates:
+        raise DatasetError(f"{root}: every scan is excluded; nothing is left to calibrate on.")
+    if count < len(candidates):
+        raise DatasetError(
+            f"a calibration count of {count} is below the {len(candidates)} classes of {root}; "
+            f"ask for at least {MIN_RECOMMENDED}."
+        )
+    quotas = stratified_quotas({label: len(files) for label, files in candidates.items()}, count)
+    available = sum(len(files) for files in candidates.values())
+    if count > available:
+        notes.append(
+            f"asked for {count} calibration scans but {root} has only {available}; using all of them."
+        )
+
+    rng = np.random.default_rng(seed)
+    chosen: list[tuple[CalibrationEntry, NDArray[np.uint8]]] = []
+    skipped: list[tuple[str, str]] = []
+    with _progress(sum(quotas.values()), f"Decoding calibration scans from {root}", progress) as advance:
+        for label in sorted(candidates):
+            files = [candidates[label][int(index)] for index in rng.permutation(len(candidates[label]))]
+            taken = _take(label, files, quotas[label], root, size, chosen, skipped, advance)
+            if taken < quotas[label]:
+                notes.append(
+                    f"class {label}: only {taken} of {quotas[label]} scans are readable and distinct."
+                )
+    if not chosen:
+        raise DatasetError(
+            f"{root}: none of the scans tried could be decoded; first problem: {skipped[0][1]}"
+        )
+    if skipped:
+        notes.append(
+            f"{len(skipped)} scans were unreadable or duplicates and were replaced where possible: "
+            + "; ".join(name for name, _ in skipped)
+        )
+    if len(chosen) < MIN_RECOMMENDED:
+        notes.append(
+            f"only {len(chosen)} calibration scans (at least {MIN_RECOMMENDED} recommended); "
+            f"int8 activation ranges may be poor."
+        )
+    for note in notes:
+        warnings.warn(note, CalibrationWarning, stacklevel=2)
+
+    chosen.sort(key=lambda item: (item[0].label, item[0].path))
+    pixels = np.stack([array for _, array in chosen])
+    pixels.flags.writeable = False
+    return CalibrationSet(
+        root=root,
+        size=(int(size[0]), int(size[1])),
+        seed=seed,
+        requested=count,
+        entries=tuple(entry for entry, _ in chosen),
+        skipped=tuple(skipped),
+        warnings=tuple(notes),
+        _pixels=pixels,
+    )
+
+
+def _take(
+    label: str,
+    files: list[Path],
+    quota: int,
+    root: Path,
+    size: tuple[int, int],
+    chosen: list[tuple[CalibrationEntry, NDArray[np.uint8]]],
+    skipped: list[tuple[str, str]],
+    advance: Callable[[int], None],
+) -> int:
+    """Decode `files` of class `label` into `chosen` until `quota` are taken; note the rest in `skipped`.
+
+    Returns:
+        How many were taken.
+    """
+    seen = {entry.sha256: entry.path for entry, _ in chosen}
+    taken = 0
+    for path in files:
+        if taken == quota:
+            break
+        name = path.relative_to(root).as_posix()
+        try:
+            sha = hashlib.sha256(path.read_bytes()).hexdigest()
+            if sha in seen:
+                skipped.append((name, f"same bytes as {seen[sha]}, already chosen."))
+                continue
+            pixels = load_pixels(path, size)
+        except (ImageError, OSError) as exc:
+            skipped.append((name, str(exc)))
+            continue
+        chosen.append((CalibrationEntry(name, sha, label), pixels))
+        seen[sha] = name
+        taken += 1
+        advance(1)
+    return taken
+
+
+def stratified_quotas(sizes: dict[str, int], count: int) -> dict[str, int]:
+    """How many scans each class contributes to `count` (see the module's rule 2).
+
+    Args:
+        sizes: number of available scans per class (each at least one).
+        count: total wanted, at least the number of classes.
+    """
+    total = sum(sizes.values())
+    if count >= total:
+        return dict(sizes)
+    labels = sorted(sizes)
+    ideal = {label: count * sizes[label] / total for label in labels}
+    quotas = {label: max(1, math.floor(ideal[label])) for label in labels}
+    while sum(quotas.values()) < count:
+        quotas[max(labels, key=lambda label: ideal[label] - quotas[label])] += 1
+    while sum(quotas.values()) > count:
+        shrinkable = [label for label in labels if quotas[label] > 1]
+        quotas[min(shrinkable, key=lambda label: ideal[label] - quotas[label])] -= 1
+    return quotas
+
+
+@contextmanager
+def _progress(length: int, label: str, enabled: bool) -> Iterator[Callable[[int], None]]:
+    if not enabled:
+        yield lambda steps: None
+        return
+    with click.progressbar(length=length, label=label, file=sys.stderr) as bar:
+        yield bar.update

@@ -1,5 +1,6 @@
 """tumorscan: brain-MRI tumour classifiers from training to a Raspberry Pi."""
 
+from .classifier import Classifier, ModelIdentity, Prediction, PredictionError
 from .errors import (
     DatasetError,
     ImageError,
@@ -11,11 +12,13 @@ from .errors import (
     UnsupportedFormatError,
 )
 from .images import load_pixels
+from .metadata import read_model_spec
 from .spec import InputSpec, ModelSpec
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Classifier",
     "DatasetError",
     "ImageError",
     "ImageTooLargeError",
@@ -23,9 +26,13 @@ __all__ = [
     "MetadataError",
     "MissingDependencyError",
     "ModelError",
+    "ModelIdentity",
     "ModelSpec",
+    "Prediction",
+    "PredictionError",
     "TumorscanError",
     "UnsupportedFormatError",
     "__version__",
     "load_pixels",
+    "read_model_spec",
 ]

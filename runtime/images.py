@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import IO, Union
+from typing import IO
 
 import numpy as np
 from numpy.typing import NDArray
@@ -38,7 +38,7 @@ MAX_PIXELS = 64_000_000
 
 RESIZE_FILTER = Image.Resampling.BILINEAR
 
-ImageSource = Union[str, Path, bytes, Image.Image, NDArray[np.generic]]
+ImageSource = str | Path | bytes | Image.Image | NDArray[np.generic]
 
 
 def is_scan_file(path: Path) -> bool:
@@ -46,7 +46,8 @@ def is_scan_file(path: Path) -> bool:
     return path.suffix.lower() in SCAN_EXTENSIONS
 
 
-def _describe(source: ImageSource) -> str:
+def describe_source(source: ImageSource) -> str:
+    """How messages and results name a scan: its path, or a short description of in-memory data."""
     if isinstance(source, (str, Path)):
         return str(source)
     if isinstance(source, bytes):
@@ -62,13 +63,17 @@ def _open_pillow(stream: IO[bytes], name: str) -> Image.Image:
     try:
         image = Image.open(stream)
     except UnidentifiedImageError as exc:
-        raise UnsupportedFormatError(f"{name}: not a readable image (PNG, JPEG, BMP, TIFF or DICOM).") from exc
+        raise UnsupportedFormatError(
+            f"{name}: not a readable image (PNG, JPEG, BMP, TIFF or DICOM)."
+        ) from exc
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(f"{name}: image is too large to decode safely ({exc}).") from exc
-    except OSError as exc:
+    except Exception as exc:  # Pillow's plugins raise many exception types on malformed headers
         raise ImageError(f"{name}: cannot read the image header ({exc}).") from exc
     if image.format not in PILLOW_FORMATS:
-        raise UnsupportedFormatError(f"{name}: {image.format} images are not accepted; use PNG, JPEG, BMP or TIFF.")
+        raise UnsupportedFormatError(
+            f"{name}: {image.format} images are not accepted; use PNG, JPEG, BMP or TIFF."
+        )
     width, height = image.size
     if width * height > MAX_PIXELS:
         raise ImageTooLargeError(
@@ -76,14 +81,14 @@ def _open_pillow(stream: IO[bytes], name: str) -> Image.Image:
         )
     try:
         image.load()
-    except (OSError, ValueError, SyntaxError) as exc:
+    except Exception as exc:  # likewise for malformed pixel data
         raise ImageError(f"{name}: the image data is corrupt or truncated ({exc}).") from exc
     return image
 
 
 def decode_scan(source: ImageSource) -> Image.Image:
     """Decode a file path, encoded bytes or PIL image into a PIL image (not yet converted)."""
-    name = _describe(source)
+    name = describe_source(source)
     if isinstance(source, Image.Image):
         return source
     if isinstance(source, np.ndarray):
@@ -128,7 +133,8 @@ def _stretch_to_uint8(values: NDArray[np.floating]) -> NDArray[np.uint8]:
     if high <= low:
         return np.zeros(values.shape, dtype=np.uint8)
     scaled = (values - low) * (255.0 / (high - low))
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    stretched: NDArray[np.uint8] = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    return stretched
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -165,11 +171,11 @@ def load_pixels(source: ImageSource, size: tuple[int, int]) -> NDArray[np.uint8]
     Raises:
         ImageError: (or a subclass) naming the source and what is wrong.
     """
-    name = _describe(source)
+    name = describe_source(source)
     image = decode_scan(source)
     try:
         rgb = resize(to_rgb(image), size)
         pixels = np.asarray(rgb, dtype=np.uint8)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # EXIF data is untrusted too
         raise ImageError(f"{name}: cannot convert the image to RGB ({exc}).") from exc
     return pixels

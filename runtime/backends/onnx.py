@@ -1,0 +1,68 @@
+"""ONNX models through onnxruntime (the `[onnx]` extra).
+
+Thread-safety: an onnxruntime InferenceSession may be run from several threads at once, so one
+session is shared.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..errors import ModelError
+from ..metadata import onnx_session
+from ..spec import METADATA_KEY
+from . import TensorInfo, to_model_input, to_scores
+
+ONNX_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(uint8)": np.uint8,
+    "tensor(int8)": np.int8,
+}
+
+
+def _tensor_info(node: Any, source: str) -> TensorInfo:
+    if node.type not in ONNX_TYPES:
+        raise ModelError(f"{source}: tensor {node.name!r} has unsupported type {node.type}.")
+    shape = tuple(d if isinstance(d, int) and d > 0 else -1 for d in node.shape)
+    return TensorInfo(shape, np.dtype(ONNX_TYPES[node.type]))
+
+
+class OnnxBackend:
+    """An ONNX model in one shared onnxruntime session."""
+
+    def __init__(self, name: str, content: bytes, source: str, num_threads: int | None) -> None:
+        self.name = name
+        self._source = source
+        self._session = onnx_session(content, source, num_threads=num_threads)
+        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(
+                f"{source}: expected one input and one output tensor, found {len(inputs)} and {len(outputs)}."
+            )
+        self._input_name, self._output_name = inputs[0].name, outputs[0].name
+        self.input, self.output = _tensor_info(inputs[0], source), _tensor_info(outputs[0], source)
+
+    def metadata(self) -> str | None:
+        """The embedded tumorscan spec JSON."""
+        value: str | None = self._session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        return value
+
+    def run(self, pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
+        """Run the whole batch at once, or image by image when the model's batch size is fixed at 1."""
+        model_input = to_model_input(pixels, self.input, self._source)
+        batches = [model_input] if self.input.shape[0] != 1 else [image[np.newaxis] for image in model_input]
+        try:
+            raw = [self._session.run([self._output_name], {self._input_name: batch})[0] for batch in batches]
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelError(f"{self._source}: inference failed ({exc}).") from exc
+        return to_scores(np.concatenate(raw), self.output)
+
+
+def open_backend(name: str, content: bytes, source: str, num_threads: int | None) -> OnnxBackend:
+    """Load an ONNX model from its bytes."""
+    return OnnxBackend(name, content, source, num_threads)

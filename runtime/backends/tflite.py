@@ -1,0 +1,81 @@
+"""TFLite models through LiteRT (`ai-edge-litert`) or the older `tflite-runtime`.
+
+Thread-safety: a TFLite interpreter must not be used by two threads at once, so each thread gets its
+own interpreter (`threading.local`), created from the same verified model bytes on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..errors import ModelError
+from ..metadata import tflite_metadata_entry
+from ..spec import METADATA_KEY
+from . import TensorInfo, to_model_input, to_scores
+
+INTERPRETER_MODULES = {"litert": "ai_edge_litert.interpreter", "tflite-runtime": "tflite_runtime.interpreter"}
+
+
+def _tensor_info(detail: dict[str, Any]) -> TensorInfo:
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    shape = tuple(int(d) for d in detail["shape"])
+    return TensorInfo(shape, np.dtype(detail["dtype"]), float(scale), int(zero_point))
+
+
+class TFLiteBackend:
+    """A TFLite model with one interpreter per thread."""
+
+    def __init__(self, name: str, content: bytes, source: str, num_threads: int | None) -> None:
+        self.name = name
+        self._interpreter_class = importlib.import_module(INTERPRETER_MODULES[name]).Interpreter
+        self._content, self._source, self._num_threads = content, source, num_threads
+        self._local = threading.local()
+        interpreter = self._interpreter()
+        inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(
+                f"{source}: expected one input and one output tensor, found {len(inputs)} and {len(outputs)}."
+            )
+        self._input_index, self._output_index = inputs[0]["index"], outputs[0]["index"]
+        self.input, self.output = _tensor_info(inputs[0]), _tensor_info(outputs[0])
+
+    def _interpreter(self) -> Any:
+        interpreter = getattr(self._local, "interpreter", None)
+        if interpreter is None:
+            try:  # from model_content, the flatbuffer is verified before use
+                interpreter = self._interpreter_class(
+                    model_content=self._content, num_threads=self._num_threads
+                )
+                interpreter.allocate_tensors()
+            except (ValueError, RuntimeError) as exc:
+                raise ModelError(f"{self._source}: not a valid TFLite model ({exc}); re-export it.") from exc
+            self._local.interpreter = interpreter
+        return interpreter
+
+    def metadata(self) -> bytes | None:
+        """The embedded tumorscan spec JSON."""
+        return tflite_metadata_entry(self._content, METADATA_KEY, self._source)
+
+    def run(self, pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
+        """Run each image through this thread's interpreter (its input holds one image)."""
+        interpreter = self._interpreter()
+        model_input = to_model_input(pixels, self.input, self._source)
+        raw = []
+        for image in model_input:
+            try:
+                interpreter.set_tensor(self._input_index, image[np.newaxis])
+                interpreter.invoke()
+            except (ValueError, RuntimeError) as exc:
+                raise ModelError(f"{self._source}: inference failed ({exc}).") from exc
+            raw.append(interpreter.get_tensor(self._output_index))
+        return to_scores(np.concatenate(raw), self.output)
+
+
+def open_backend(name: str, content: bytes, source: str, num_threads: int | None) -> TFLiteBackend:
+    """Load a TFLite model from its bytes."""
+    return TFLiteBackend(name, content, source, num_threads)

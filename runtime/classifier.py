@@ -1,0 +1,222 @@
+"""Classify scans with an exported model: `Classifier.load(path).predict(scan)`.
+
+The model file says everything needed (labels, input size) in its embedded spec; pixels always go
+through `tumorscan.images.load_pixels`.
+
+Thread-safety: one Classifier may be shared by threads. TFLite backends give each thread its own
+interpreter; the ONNX Runtime session is shared (it is thread-safe).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .backends import Backend, TensorInfo, choose_backend, open_backend
+from .errors import ModelError, TumorscanError
+from .images import ImageSource, describe_source, load_pixels
+from .metadata import read_model_file, spec_from_text
+from .spec import ModelSpec
+
+SHA256_SHORT = 12
+DEFAULT_BATCH_SIZE = 16
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which model made a prediction."""
+
+    file: str
+    sha256: str
+    """First 12 hex digits of the file's sha256."""
+    architecture: str
+    quantization: str
+    backend: str
+
+    def __str__(self) -> str:
+        return f"{self.file} (sha256 {self.sha256}, {self.architecture}, {self.quantization}, {self.backend})"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The model's answer for one scan."""
+
+    source: str
+    label: str
+    confidence: float
+    probabilities: Mapping[str, float]
+    """Probability per label, in the model's label order (read-only)."""
+    model: ModelIdentity
+
+    def top(self, k: int) -> list[tuple[str, float]]:
+        """The k most probable (label, probability) pairs, most probable first."""
+        return sorted(self.probabilities.items(), key=lambda item: -item[1])[:k]
+
+    def to_dict(self, top_k: int | None = None) -> dict[str, Any]:
+        """A JSON-ready record."""
+        record: dict[str, Any] = {
+            "source": self.source,
+            "status": "ok",
+            "label": self.label,
+            "confidence": self.confidence,
+            "probabilities": dict(self.probabilities),
+        }
+        if top_k is not None:
+            record["top"] = [{"label": label, "probability": p} for label, p in self.top(top_k)]
+        return record
+
+
+@dataclass(frozen=True)
+class PredictionError:
+    """Why one scan could not be classified (`code` is the stable code of the error class)."""
+
+    source: str
+    code: str
+    message: str
+
+    def to_dict(self, top_k: int | None = None) -> dict[str, Any]:
+        """A JSON-ready record."""
+        error = {"code": self.code, "message": self.message}
+        return {"source": self.source, "status": "error", "error": error}
+
+
+Result = Prediction | PredictionError
+
+
+def _quantization_name(spec: ModelSpec, tensor: TensorInfo) -> str:
+    mode = (spec.quantization or {}).get("mode")
+    return str(mode) if mode else str(tensor.dtype)
+
+
+def _check_shapes(spec: ModelSpec, backend: Backend, source: str) -> None:
+    height, width = spec.input.size
+    expected_input = (1, height, width, 3)
+    actual = backend.input.shape
+    if len(actual) != 4 or any(a not in (e, -1) for a, e in zip(actual, expected_input, strict=True)):
+        raise ModelError(
+            f"{source}: input shape {list(actual)} does not match the metadata's {list(expected_input)} "
+            "(batch x height x width x RGB); re-export the model."
+        )
+    output = backend.output.shape
+    if len(output) != 2 or output[0] not in (1, -1) or output[1] != len(spec.labels):
+        raise ModelError(
+            f"{source}: output shape {list(output)} does not match the {len(spec.labels)} labels "
+            f"{list(spec.labels)} in its metadata; re-export the model."
+        )
+
+
+class Classifier:
+    """A loaded model: labels and input size from its own metadata."""
+
+    def __init__(self, spec: ModelSpec, backend: Backend, identity: ModelIdentity) -> None:
+        self.spec = spec
+        self.identity = identity
+        self._backend = backend
+
+    @classmethod
+    def load(cls, path: str | Path, backend: str | None = None, num_threads: int | None = None) -> Classifier:
+        """Load a `.tflite` or `.onnx` model exported with tumorscan.
+
+        Args:
+            path: the model file.
+            backend: "litert", "tflite-runtime" or "onnxruntime"; default: the first installed one
+                for the file type.
+            num_threads: CPU threads per inference; default: the backend's choice.
+
+        Raises:
+            ModelError: missing, unreadable, malformed or inconsistent model file (named in the message).
+            MetadataError: the file carries no or invalid tumorscan metadata.
+            MissingDependencyError: the backend's package is not installed.
+        """
+        path = Path(path)
+        source = str(path)
+        content = read_model_file(path)
+        name = choose_backend(path.suffix.lower(), backend)
+        runner = open_backend(name, content, source, num_threads)
+        spec = spec_from_text(runner.metadata(), source)
+        _check_shapes(spec, runner, source)
+        identity = ModelIdentity(
+            file=path.name,
+            sha256=hashlib.sha256(content).hexdigest()[:SHA256_SHORT],
+            architecture=spec.architecture,
+            quantization=_quantization_name(spec, runner.input),
+            backend=name,
+        )
+        return cls(spec, runner, identity)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The class labels, in output order."""
+        return self.spec.labels
+
+    def _predictions(self, sources: Sequence[str], pixels: NDArray[np.uint8]) -> list[Prediction]:
+        """Run a batch; outputs are class probabilities (exported graphs end in softmax), so only
+        quantization noise is removed: negatives clipped, each row renormalised to sum to 1."""
+        scores = np.clip(self._backend.run(pixels), 0.0, None)
+        totals = scores.sum(axis=1, keepdims=True)
+        uniform = np.full_like(scores, 1 / len(self.labels))
+        probabilities = np.divide(scores, totals, out=uniform, where=totals > 0)
+        results = []
+        for source, row in zip(sources, probabilities, strict=True):
+            best = int(np.argmax(row))
+            results.append(
+                Prediction(
+                    source=source,
+                    label=self.labels[best],
+                    confidence=float(row[best]),
+                    probabilities=MappingProxyType(
+                        {label: float(p) for label, p in zip(self.labels, row, strict=True)}
+                    ),
+                    model=self.identity,
+                )
+            )
+        return results
+
+    def predict(self, source: ImageSource) -> Prediction:
+        """Classify one scan (file path, encoded bytes, PIL image or array).
+
+        Raises:
+            ImageError: (or a subclass) the scan cannot be read; the message names it.
+        """
+        pixels = load_pixels(source, self.spec.input.size)
+        return self._predictions([describe_source(source)], pixels[np.newaxis])[0]
+
+    def iter_predictions(
+        self, sources: Iterable[ImageSource], batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> Iterator[Result]:
+        """Yield one result per source, in order: a Prediction, or a PredictionError for a bad scan."""
+        batch: list[tuple[str, NDArray[np.uint8]]] = []
+        pending: list[Result | None] = []
+        for source in sources:
+            name = describe_source(source)
+            try:
+                batch.append((name, load_pixels(source, self.spec.input.size)))
+                pending.append(None)
+            except TumorscanError as exc:
+                pending.append(PredictionError(name, exc.code, str(exc)))
+            if len(pending) >= batch_size:
+                yield from self._merge(pending, batch)
+                batch, pending = [], []
+        yield from self._merge(pending, batch)
+
+    def _merge(
+        self, pending: list[Result | None], batch: list[tuple[str, NDArray[np.uint8]]]
+    ) -> Iterator[Result]:
+        """The pending results in order, predictions for the decoded scans filled in."""
+        names = [name for name, _ in batch]
+        predictions = iter(self._predictions(names, np.stack([p for _, p in batch])) if batch else [])
+        for result in pending:
+            yield result if result is not None else next(predictions)
+
+    def predict_many(
+        self, sources: Iterable[ImageSource], batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> list[Result]:
+        """Classify many scans; never raises for a bad scan (it gets a PredictionError instead)."""
+        return list(self.iter_predictions(sources, batch_size))

@@ -1,0 +1,169 @@
+"""DICOM scans (the [dicom] extra): rescale, windowing, MONOCHROME1, RGB, multi-frame, compressed syntaxes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, SecondaryCaptureImageStorage, generate_uid
+from tumorscan.dicom import dicom_to_image
+from tumorscan.errors import ImageError, ImageTooLargeError, MissingDependencyError
+from tumorscan.images import load_pixels
+
+
+def _dicom(
+    path: Path,
+    pixels: np.ndarray,
+    syntax: str = ExplicitVRLittleEndian,
+    encoded: bytes | None = None,
+    **attributes: Any,
+) -> Path:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = syntax
+    dataset = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    dataset.SOPClassUID, dataset.SOPInstanceUID = (
+        meta.MediaStorageSOPClassUID,
+        meta.MediaStorageSOPInstanceUID,
+    )
+    dataset.Modality = "MR"
+    colour = pixels.ndim == (4 if "NumberOfFrames" in attributes else 3)
+    dataset.Rows, dataset.Columns = pixels.shape[-3:-1] if colour else pixels.shape[-2:]
+    dataset.SamplesPerPixel = 3 if colour else 1
+    dataset.PhotometricInterpretation = "RGB" if colour else "MONOCHROME2"
+    if colour:
+        dataset.PlanarConfiguration = 0
+    bits = pixels.dtype.itemsize * 8
+    dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = bits, bits, bits - 1
+    dataset.PixelRepresentation = int(np.issubdtype(pixels.dtype, np.signedinteger))
+    for name, value in attributes.items():
+        setattr(dataset, name, value)
+    dataset.PixelData = pixels.tobytes() if encoded is None else encapsulate([encoded])
+    dataset.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _ramp(height: int = 16, width: int = 20, high: int = 1000) -> np.ndarray:
+    return np.linspace(0, high, height * width).reshape(height, width).astype(np.uint16)
+
+
+def test_min_max_without_a_window(tmp_path: Path) -> None:
+    image = dicom_to_image(_dicom(tmp_path / "plain.dcm", _ramp()), "plain.dcm")
+    assert image.mode == "L"
+    pixels = np.asarray(image)
+    assert (pixels.min(), pixels.max()) == (0, 255)
+    assert np.all(np.diff(pixels.astype(int).ravel()) >= 0)
+
+
+def test_rescale_then_window(tmp_path: Path) -> None:
+    # stored 0..1000 -> 2 * v - 1000 = -1000..1000; window 0 +/- 500
+    path = _dicom(
+        tmp_path / "ct.dcm", _ramp(), RescaleSlope=2, RescaleIntercept=-1000, WindowCenter=0, WindowWidth=1000
+    )
+    pixels = np.asarray(dicom_to_image(path, "ct.dcm")).ravel()
+    stored = _ramp().ravel().astype(float)
+    real = stored * 2 - 1000
+    assert np.all(pixels[real <= -501] == 0)
+    assert np.all(pixels[real >= 500] == 255)
+    middle = np.abs(real) < 400
+    expected = ((real[middle] + 0.5) / 999 + 0.5) * 255
+    assert np.abs(pixels[middle] - expected).max() <= 1
+
+
+def test_multi_valued_window_uses_the_first(tmp_path: Path) -> None:
+    path = _dicom(tmp_path / "w.dcm", _ramp(), WindowCenter=[500, 100], WindowWidth=[1001, 50])
+    pixels = np.asarray(dicom_to_image(path, "w.dcm"))
+    assert pixels.min() == 0 and pixels.max() == 255 and 100 < np.median(pixels) < 155
+
+
+def test_monochrome1_is_inverted(tmp_path: Path) -> None:
+    normal = np.asarray(dicom_to_image(_dicom(tmp_path / "m2.dcm", _ramp()), "m2"))
+    inverted = np.asarray(
+        dicom_to_image(_dicom(tmp_path / "m1.dcm", _ramp(), PhotometricInterpretation="MONOCHROME1"), "m1")
+    )
+    np.testing.assert_array_equal(inverted, 255 - normal)
+
+
+def test_rgb_passes_through(tmp_path: Path) -> None:
+    rgb = np.random.default_rng(0).integers(0, 256, (12, 14, 3), dtype=np.uint8)
+    image = dicom_to_image(_dicom(tmp_path / "rgb.dcm", rgb), "rgb.dcm")
+    assert image.mode == "RGB"
+    np.testing.assert_array_equal(np.asarray(image), rgb)
+
+
+def test_multi_frame_takes_the_middle_frame(tmp_path: Path) -> None:
+    frames = np.stack([np.full((8, 10), value, dtype=np.uint16) for value in (100, 500, 900)])
+    path = _dicom(tmp_path / "frames.dcm", frames, NumberOfFrames=3, WindowCenter=500, WindowWidth=1000)
+    pixels = np.asarray(dicom_to_image(path, "frames.dcm"))
+    assert pixels.shape == (8, 10)
+    assert np.all(np.abs(pixels.astype(int) - 128) <= 1)
+
+
+def test_signed_pixels(tmp_path: Path) -> None:
+    signed = (_ramp().astype(np.int32) - 500).astype(np.int16)
+    pixels = np.asarray(dicom_to_image(_dicom(tmp_path / "signed.dcm", signed), "signed.dcm"))
+    assert pixels[0, 0] == 0 and pixels[-1, -1] == 255
+
+
+def test_compressed_syntax_without_a_decoder_names_it(tmp_path: Path) -> None:
+    garbage = b"\xff\x4f\xff\x51" + bytes(range(256)) * 4  # a JPEG 2000 start marker, then noise
+    path = _dicom(tmp_path / "j2k.dcm", _ramp(), syntax=JPEG2000Lossless, encoded=garbage)
+    with pytest.raises(
+        ImageError, match=r"j2k\.dcm: cannot decode the pixel data.*JPEG 2000 Image Compression"
+    ):
+        load_pixels(path, (32, 32))
+
+
+def test_through_load_pixels_as_path_and_bytes(tmp_path: Path) -> None:
+    path = _dicom(tmp_path / "scan.dcm", _ramp())
+    from_path, from_bytes = load_pixels(path, (32, 32)), load_pixels(path.read_bytes(), (32, 32))
+    assert from_path.shape == (32, 32, 3)
+    np.testing.assert_array_equal(from_path, from_bytes)
+
+
+def test_bad_dicom_files(tmp_path: Path) -> None:
+    text = tmp_path / "notes.dcm"
+    text.write_text("not a DICOM file", encoding="utf-8")
+    with pytest.raises(ImageError, match=r"notes\.dcm: not a readable DICOM file"):
+        load_pixels(text, (32, 32))
+    truncated = tmp_path / "cut.dcm"
+    truncated.write_bytes(_dicom(tmp_path / "full.dcm", _ramp(64, 64)).read_bytes()[:-2000])
+    with pytest.raises(ImageError, match=r"cut\.dcm"):
+        load_pixels(truncated, (32, 32))
+
+
+def test_dicom_without_pixels(tmp_path: Path) -> None:
+    path = _dicom(tmp_path / "report.dcm", _ramp())
+    from pydicom import dcmread
+
+    dataset = dcmread(path)
+    del dataset.PixelData
+    dataset.save_as(path)
+    with pytest.raises(ImageError, match=r"report\.dcm: the DICOM file holds no image"):
+        load_pixels(path, (32, 32))
+
+
+def test_huge_dicom_is_refused_before_decoding(tmp_path: Path) -> None:
+    path = _dicom(tmp_path / "huge.dcm", _ramp(8, 8), Rows=20_000, Columns=20_000)
+    with pytest.raises(ImageTooLargeError, match=r"huge\.dcm: 20000x20000"):
+        load_pixels(path, (32, 32))
+
+
+def test_missing_pydicom_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _dicom(tmp_path / "scan.dcm", _ramp())
+    monkeypatch.setitem(sys.modules, "pydicom", None)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'tumorscan\[dicom\]'"):
+        load_pixels(path, (32, 32))
+
+
+def test_dicom_is_classified(tflite_fp32: Path, tmp_path: Path) -> None:
+    from tumorscan import Classifier
+
+    prediction = Classifier.load(tflite_fp32).predict(_dicom(tmp_path / "scan.dcm", _ramp()))
+    assert prediction.source.endswith("scan.dcm")

@@ -77,7 +77,9 @@ def check_keras_archive(path: Path) -> None:
         with zipfile.ZipFile(path) as archive:
             config = json.loads(archive.read("config.json"))
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:
-        raise ModelError(f"{path}: not a valid .keras archive ({exc}); save the model with model.save('x.keras').") from exc
+        raise ModelError(
+            f"{path}: not a valid .keras archive ({exc}); save the model with model.save('x.keras')."
+        ) from exc
     for item in _layer_configs(config):
         name = item.get("class_name")
         module = str(item.get("module") or "keras")
@@ -109,8 +111,8 @@ def load_keras(path: Path, allow_legacy: bool = False) -> Any:
     is_legacy = path.is_dir() or path.suffix.lower() in LEGACY_SUFFIXES
     if is_legacy and not allow_legacy:
         raise ModelError(
-            f"{path}: legacy model formats (.h5, SavedModel) can run code on load and are refused by default; "
-            "re-save it as .keras, or pass --allow-legacy if you trust the file."
+            f"{path}: legacy model formats (.h5, SavedModel) can run code on load and are refused by "
+            "default; re-save it as .keras, or pass --allow-legacy if you trust the file."
         )
     if not is_legacy and path.suffix.lower() != ".keras":
         raise ModelError(f"{path}: expected a .keras file.")

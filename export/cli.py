@@ -1,0 +1,115 @@
+"""Command line of the export package: `tumor-export`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+from tumorscan.cli_support import user_errors
+from tumorscan.spec import NORMALIZATIONS
+
+from .exporter import REPORT_JSON, REPORT_TEXT, ExportOptions, export_model
+from .formats import CALIBRATION_METHODS, FORMATS, MODES, select_targets
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _log(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _labels(
+    _context: click.Context, _parameter: click.Parameter, value: str | None
+) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    return tuple(label.strip() for label in value.split(",") if label.strip())
+
+
+def _size(_context: click.Context, _parameter: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        height, width = (int(part) for part in value.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not HEIGHTxWIDTH, e.g. 224x224.") from None
+    if height < 8 or width < 8:
+        raise click.BadParameter(f"{value!r} is too small; use at least 8x8.")
+    return height, width
+
+
+@click.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--int8", is_flag=True, help="Export full-integer int8 (shorthand for adding int8 to --mode).")
+@click.option(
+    "--mode", "modes", help=f"Comma-separated modes: {', '.join(MODES)}. [default: fp32, or int8 with --int8]"
+)
+@click.option(
+    "--format", "formats", default=",".join(FORMATS), show_default=True, help="Comma-separated formats."
+)
+@click.option(
+    "--calibration",
+    type=click.Path(path_type=Path),
+    help="Class-folder dataset of calibration scans for int8 (e.g. the training set).",
+)
+@click.option("--calibration-count", type=click.IntRange(min=1), default=300, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Calibration selection seed.")
+@click.option(
+    "--calibration-method",
+    type=click.Choice(CALIBRATION_METHODS),
+    default="minmax",
+    show_default=True,
+    help="ONNX int8 activation ranges (TFLite always uses min/max).",
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), help="Output folder. [default: export/ beside the model]"
+)
+@click.option("--allow-legacy", is_flag=True, help="Accept .h5 models (they can run code on load).")
+@click.option(
+    "--preprocess",
+    type=click.Choice(NORMALIZATIONS),
+    help="Normalisation to bake into a model without a tumorscan spec "
+    "(none: its graph normalises RGB 0-255 itself).",
+)
+@click.option(
+    "--labels", callback=_labels, help="Comma-separated class names of a model without a tumorscan spec."
+)
+@click.option("--logits", is_flag=True, help="The model outputs logits: append a softmax.")
+@click.option("--input-size", callback=_size, help="HEIGHTxWIDTH, for a model whose input size is dynamic.")
+@user_errors
+def export_command(
+    model: Path,
+    int8: bool,
+    modes: str | None,
+    formats: str,
+    calibration: Path | None,
+    calibration_count: int,
+    seed: int,
+    calibration_method: str,
+    out: Path | None,
+    allow_legacy: bool,
+    preprocess: str | None,
+    labels: tuple[str, ...] | None,
+    logits: bool,
+    input_size: tuple[int, int] | None,
+) -> None:
+    """Export a Keras classifier MODEL to quantized TFLite and ONNX files with their metadata inside."""
+    chosen_modes = [*(modes.split(",") if modes else []), *(["int8"] if int8 else [])] or ["fp32"]
+    out_dir = out or model.parent / "export"
+    options = ExportOptions(
+        targets=select_targets(formats, chosen_modes),
+        out_dir=out_dir,
+        calibration_root=calibration,
+        calibration_count=calibration_count,
+        seed=seed,
+        calibration_method=calibration_method,
+        allow_legacy=allow_legacy,
+        preprocess=preprocess,
+        labels=labels,
+        logits=logits,
+        input_size=input_size,
+    )
+    report = export_model(model, options, log=_log, progress=True)
+    click.echo(report.to_text(), nl=False)
+    _log(f"Report written to {out_dir / REPORT_TEXT} and {out_dir / REPORT_JSON}.")

@@ -1,0 +1,359 @@
+"""Exporting a Keras classifier to TFLite and ONNX files that describe themselves.
+
+`export_model` loads the model safely, prepares it (baked normalisation, softmax), checks its
+outputs, selects the calibration scans once for every quantizer, writes each requested
+format-mode through its writer (see `tumorscan.export.formats`), reads each file's embedded spec
+back, and writes a report (export_report.json and export_report.txt) next to the files.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from importlib import metadata as package_metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from tumorscan.errors import MetadataError, TumorscanError
+from tumorscan.files import atomic_write_text
+from tumorscan.metadata import read_model_spec
+from tumorscan.spec import InputSpec, ModelSpec
+
+from .formats import CALIBRATION_METHODS, ExportJob, ExportTarget, parse_names
+from .graph import check_output_shape, check_probabilities, model_input_size, prepare_model
+from .keras_file import file_sha256, load_keras, read_keras_spec
+
+if TYPE_CHECKING:
+    from tumorscan.calibration import CalibrationSet
+
+REPORT_JSON = "export_report.json"
+REPORT_TEXT = "export_report.txt"
+OUTPUT_CHECK_IMAGES = 8
+"""How many calibration scans (or noise images, without calibration) check the model's outputs."""
+
+PROVENANCE_PACKAGES = ("tumorscan", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert")
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What to export and how.
+
+    Attributes:
+        targets: the format-modes to write (see `formats.select_targets`).
+        out_dir: the output folder.
+        calibration_root: class-folder dataset of calibration scans (needed by int8 targets).
+        calibration_count: how many calibration scans to use.
+        seed: calibration selection seed.
+        calibration_method: ONNX int8 calibration: minmax, entropy or percentile.
+        allow_legacy: accept .h5 / SavedModel files.
+        preprocess: normalisation to bake in front of a model without a tumorscan spec.
+        labels: class names of a model without a tumorscan spec.
+        logits: the model outputs logits; append a softmax.
+        input_size: (height, width) when the model's input size is dynamic.
+    """
+
+    targets: tuple[ExportTarget, ...]
+    out_dir: Path
+    calibration_root: Path | None = None
+    calibration_count: int = 300
+    seed: int = 0
+    calibration_method: str = "minmax"
+    allow_legacy: bool = False
+    preprocess: str | None = None
+    labels: tuple[str, ...] | None = None
+    logits: bool = False
+    input_size: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class ExportedFile:
+    """One written model file, as reported."""
+
+    target: str
+    path: str
+    size_bytes: int
+    size_ratio: float
+    """File size over the source .keras size."""
+    seconds: float
+    spec: dict[str, Any]
+    """The spec read back from the file."""
+
+    @property
+    def summary(self) -> str:
+        """One line on the embedded metadata: labels, input, quantization, calibration."""
+        shape, quantization, calibration = (
+            self.spec["input"],
+            self.spec["quantization"],
+            self.spec["calibration"],
+        )
+        parts = [
+            f"{len(self.spec['labels'])} labels",
+            f"{shape['height']}x{shape['width']} {shape['normalization']}",
+            f"weights {quantization['weights']}",
+            f"in {quantization['input_dtype']} out {quantization['output_dtype']}",
+        ]
+        if calibration:
+            parts.append(f"calibrated on {calibration['count']} ({quantization['calibration_method']})")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What an export wrote, from which source and calibration."""
+
+    source: str
+    source_size_bytes: int
+    source_sha256: str
+    files: tuple[ExportedFile, ...]
+    calibration: dict[str, Any] | None = None
+    calibration_notes: tuple[str, ...] = ()
+    skipped_scans: tuple[tuple[str, str], ...] = ()
+
+    def to_json(self) -> str:
+        """Indented JSON of the whole report."""
+        return json.dumps(asdict(self), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+    def to_text(self) -> str:
+        """A table of the files (size, ratio to the .keras, time, metadata), then calibration notes."""
+        rows = [("file", "size", "ratio", "time", "metadata")]
+        rows += [
+            (
+                Path(f.path).name,
+                _megabytes(f.size_bytes),
+                f"{f.size_ratio:.2f}x",
+                f"{f.seconds:.1f} s",
+                f.summary,
+            )
+            for f in self.files
+        ]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+        lines = [
+            f"source: {self.source} ({_megabytes(self.source_size_bytes)}, sha256 {self.source_sha256[:12]})"
+        ]
+        for row in rows:
+            lines.append(
+                "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+                + "  "
+                + row[-1]
+            )
+        if self.calibration:
+            lines.append(
+                f"calibration: {self.calibration['count']} scans from {self.calibration['folder']} "
+                f"(seed {self.calibration['seed']}, "
+                f"manifest sha256 {self.calibration['manifest_sha256'][:12]})"
+            )
+        lines += [f"warning: {note}" for note in self.calibration_notes]
+        lines += [f"skipped scan: {name}: {reason}" for name, reason in self.skipped_scans]
+        return "\n".join(lines) + "\n"
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.2f} MB" if size >= 10_000 else f"{size / 1e3:.1f} kB"
+
+
+def provenance() -> dict[str, Any]:
+    """Versions of the tools that wrote a file, and the UTC date."""
+    versions: dict[str, Any] = {}
+    for package in PROVENANCE_PACKAGES:
+        try:
+            versions[package] = package_metadata.version(package)
+        except package_metadata.PackageNotFoundError:
+            continue
+    return {"tools": versions, "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def ensure_writable(folder: Path) -> None:
+    """Create `folder` and check a file can be written there, before any slow work.
+
+    Raises:
+        TumorscanError: the folder cannot be created or written.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise TumorscanError(
+            f"{folder}: cannot write here ({exc.strerror}); choose another --out folder."
+        ) from exc
+
+
+def _own_spec(model_path: Path, options: ExportOptions) -> ModelSpec | None:
+    """The spec stored in a .keras file, refusing the options meant for models without one."""
+    if model_path.suffix.lower() != ".keras" or not model_path.is_file():
+        return None
+    spec = read_keras_spec(model_path)
+    given = [
+        name
+        for name, value in (
+            ("--labels", options.labels),
+            ("--preprocess", options.preprocess),
+            ("--input-size", options.input_size),
+        )
+        if value is not None
+    ]
+    if spec is not None and given:
+        raise TumorscanError(
+            f"{model_path}: carries its own tumorscan spec (labels, input size, normalisation), so "
+            f"{', '.join(given)} (meant for models without one) must be left out."
+        )
+    return spec
+
+
+def _foreign_spec(model: Any, size: tuple[int, int], options: ExportOptions, source: str) -> ModelSpec:
+    """The spec of a model without one, from --labels, --preprocess and its input size."""
+    labels, preprocess = options.labels, options.preprocess
+    if labels is None or preprocess is None:
+        options_needed = {
+            "--labels a,b,c (one name per output, in output order)": labels,
+            "--preprocess rescale|symmetric|caffe|none (none: the graph normalises 0-255)": preprocess,
+        }
+        missing = " and ".join(option for option, value in options_needed.items() if value is None)
+        raise MetadataError(f"{source}: carries no tumorscan spec; pass {missing}.")
+    return ModelSpec(
+        labels=labels,
+        input=InputSpec(*size, normalization=preprocess),
+        architecture=str(getattr(model, "name", "custom")),
+    )
+
+
+def _select_calibration(
+    root: Path,
+    options: ExportOptions,
+    size: tuple[int, int],
+    labels: tuple[str, ...],
+    log: Log,
+    progress: bool,
+) -> CalibrationSet:
+    from tumorscan.calibration import CalibrationWarning, select_calibration
+
+    log(f"Selecting {options.calibration_count} calibration scans from {root} (seed {options.seed})")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CalibrationWarning)  # reported through `log` and the report
+        calibration = select_calibration(
+            root,
+            size,
+            count=options.calibration_count,
+            seed=options.seed,
+            labels=labels,
+            progress=progress,
+        )
+    for note in calibration.warnings:
+        log(f"warning: {note}")
+    return calibration
+
+
+def _sample_pixels(calibration: CalibrationSet | None, size: tuple[int, int], seed: int) -> np.ndarray:
+    """A few images to check the model's outputs on: calibration scans, or seeded noise without them."""
+    if calibration is not None:
+        return np.stack(list(itertools.islice(calibration.iter_pixels(), OUTPUT_CHECK_IMAGES)))
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(OUTPUT_CHECK_IMAGES, *size, 3), dtype=np.uint8)
+
+
+def _write_timed(job: ExportJob, source_size: int, log: Log) -> ExportedFile:
+    """Run the target's writer, time it, read the embedded spec back and log the size."""
+    log(f"Writing {job.target.name} ({job.target.description})")
+    start = time.perf_counter()
+    path = job.target.load_writer()(job)
+    seconds = time.perf_counter() - start
+    size = path.stat().st_size
+    spec = read_model_spec(path)
+    log(f"  {path}: {_megabytes(size)} in {seconds:.1f} s")
+    return ExportedFile(
+        target=job.target.name,
+        path=str(path),
+        size_bytes=size,
+        size_ratio=size / source_size,
+        seconds=round(seconds, 3),
+        spec=json.loads(spec.to_json()),
+    )
+
+
+def _silent(message: str) -> None:
+    """A log that says nothing."""
+
+
+def export_model(
+    model_path: Path, options: ExportOptions, log: Log = _silent, progress: bool = False
+) -> ExportReport:
+    """Export a Keras classifier to every requested format-mode, with the spec embedded in each file.
+
+    Args:
+        model_path: a .keras file (or, with `allow_legacy`, an .h5 file).
+        options: targets, output folder, calibration and the description of foreign models.
+        log: receives progress messages.
+        progress: show a progress bar on stderr while calibration scans are decoded.
+
+    Returns:
+        The report, also written to export_report.json and export_report.txt in the output folder.
+
+    Raises:
+        TumorscanError: (or a subclass) for every problem with the inputs, named with what to do.
+    """
+    source = str(model_path)
+    parse_names([options.calibration_method], CALIBRATION_METHODS, "calibration method")
+    calibrated = [target.name for target in options.targets if target.calibrated]
+    root = options.calibration_root if calibrated else None
+    if calibrated and root is None:
+        raise TumorscanError(
+            f"{', '.join(calibrated)} need calibration scans: pass --calibration DIR, a class-folder "
+            "dataset like the training set."
+        )
+    ensure_writable(options.out_dir)
+    own_spec = _own_spec(model_path, options)
+    log(f"Loading {model_path}")
+    model = load_keras(model_path, allow_legacy=options.allow_legacy)
+    size = model_input_size(model, own_spec.input.size if own_spec else options.input_size, source)
+    spec = own_spec or _foreign_spec(model, size, options, source)
+    prepared = prepare_model(model, size, options.preprocess or "none", options.logits)
+    check_output_shape(prepared, spec.labels, source)
+    calibration = (
+        None if root is None else _select_calibration(root, options, size, spec.labels, log, progress)
+    )
+    check_probabilities(prepared, _sample_pixels(calibration, size, options.seed), options.logits, source)
+
+    stem = model_path.stem
+    summary = None
+    if calibration is not None:
+        summary = {**calibration.describe(), "folder": calibration.root.name}
+        calibration.write_manifest(options.out_dir / f"{stem}-calibration.json")
+    source_size = model_path.stat().st_size
+    spec = spec.with_updates(source_sha256=file_sha256(model_path), provenance=provenance())
+    files = tuple(
+        _write_timed(
+            ExportJob(
+                target=target,
+                model=prepared,
+                spec=spec,
+                path=target.output_path(options.out_dir, stem),
+                calibration=calibration,
+                calibration_summary=summary,
+                calibration_method=options.calibration_method,
+            ),
+            source_size,
+            log,
+        )
+        for target in options.targets
+    )
+    report = ExportReport(
+        source=source,
+        source_size_bytes=source_size,
+        source_sha256=str(spec.source_sha256),
+        files=files,
+        calibration=summary,
+        calibration_notes=calibration.warnings if calibration else (),
+        skipped_scans=calibration.skipped if calibration else (),
+    )
+    atomic_write_text(options.out_dir / REPORT_JSON, report.to_json())
+    atomic_write_text(options.out_dir / REPORT_TEXT, report.to_text())
+    return report

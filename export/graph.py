@@ -1,0 +1,141 @@
+"""Preparing a Keras image classifier for export: RGB 0-255 in, class probabilities out.
+
+A model whose graph does not normalise its input gets the normalisation baked in: a new input,
+stock Rescaling/Normalization/Dense layers, then the original model. A model that outputs
+logits gets a Softmax appended. Outputs are checked on real pixels before anything is written.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from tumorscan.errors import ModelError, TumorscanError
+
+from .formats import import_optional
+
+PROBABILITY_TOLERANCE = 1e-3
+"""How far from 1 a row of probabilities may sum (and how negative a probability may be)."""
+
+CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
+"""ImageNet ("caffe") channel means in BGR order, subtracted after the RGB -> BGR flip."""
+
+
+class OutputShapeError(ModelError):
+    """A model's output is not one probability (or logit) per label."""
+
+    code = "bad_output"
+
+
+def model_input_size(model: Any, requested: tuple[int, int] | None, source: str) -> tuple[int, int]:
+    """The (height, width) a model takes: its own input shape, or `requested` where that is dynamic.
+
+    Raises:
+        ModelError: not one RGB image input, a dynamic size without `requested`, or a conflicting one.
+    """
+    shape = getattr(model, "input_shape", None)
+    if not isinstance(shape, tuple) or len(shape) != 4 or shape[3] not in (3, None):
+        raise ModelError(f"{source}: expected one RGB image input (batch, height, width, 3), got {shape}.")
+    own = shape[1:3]
+    if None in own:
+        if requested is None:
+            raise ModelError(f"{source}: the model's input size is dynamic {own}; pass --input-size HxW.")
+        return requested
+    size = (int(own[0]), int(own[1]))
+    if requested is not None and requested != size:
+        raise ModelError(
+            f"{source}: the model takes {size[0]}x{size[1]} images, not {requested[0]}x{requested[1]}; "
+            "drop --input-size or pass the model's own size."
+        )
+    return size
+
+
+def _normalization_layers(normalization: str) -> list[Any]:
+    """Stock layers mapping RGB 0-255 to what a model expects (see tumorscan.spec.NORMALIZATIONS)."""
+    keras = import_optional("keras", "Exporting models")
+    layers = keras.layers
+    if normalization == "rescale":
+        return [layers.Rescaling(1.0 / 255, name="rescale")]
+    if normalization == "symmetric":
+        return [layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale_symmetric")]
+    if normalization == "caffe":
+        # RGB -> BGR as a fixed permutation matrix, then the BGR means as a (negative) bias.
+        flip = layers.Dense(3, name="caffe_bgr", trainable=False)
+        flip.build((None, 3))
+        flip.set_weights([np.eye(3, dtype=np.float32)[::-1], -np.asarray(CAFFE_BGR_MEAN, dtype=np.float32)])
+        return [flip]
+    if normalization == "none":
+        return []
+    raise TumorscanError(
+        f"unknown preprocessing {normalization!r}; choose from: rescale, symmetric, caffe, none."
+    )
+
+
+def prepare_model(
+    model: Any, size: tuple[int, int], normalization: str = "none", logits: bool = False
+) -> Any:
+    """The model to export: `normalization` baked in front, a Softmax behind when it outputs logits.
+
+    Args:
+        model: a loaded Keras model with one image input and one output.
+        size: (height, width) of the exported input.
+        normalization: what to do to RGB 0-255 first (rescale, symmetric, caffe or none).
+        logits: append a Softmax.
+
+    Returns:
+        `model` itself when nothing is added, else a new functional model around it.
+    """
+    keras = import_optional("keras", "Exporting models")
+    before = _normalization_layers(normalization)
+    if not before and not logits:
+        return model
+    inputs = keras.Input(shape=(*size, 3), name="pixels")
+    x = inputs
+    for layer in before:
+        x = layer(x)
+    x = model(x)
+    if logits:
+        x = keras.layers.Softmax(name="probabilities")(x)
+    return keras.Model(inputs, x, name=f"{model.name}_export")
+
+
+def check_output_shape(model: Any, labels: tuple[str, ...], source: str) -> None:
+    """Check the model returns one score per label.
+
+    Raises:
+        OutputShapeError: the output rank is not 2, or its size differs from the number of labels.
+    """
+    shape = model.output_shape
+    if not isinstance(shape, tuple) or len(shape) != 2:
+        raise OutputShapeError(
+            f"{source}: the model outputs shape {shape}; expected one vector of class scores "
+            "(batch, classes). Export a classifier whose last layer is Dense(classes)."
+        )
+    if shape[1] != len(labels):
+        raise OutputShapeError(
+            f"{source}: the model outputs {shape[1]} classes but {len(labels)} labels were given "
+            f"({', '.join(labels)}); pass one label per output."
+        )
+
+
+def check_probabilities(model: Any, pixels: NDArray[np.uint8], logits: bool, source: str) -> None:
+    """Run `model` on a few images and check its rows are probabilities (non-negative, summing to 1).
+
+    Args:
+        model: the prepared model.
+        pixels: (N, H, W, 3) RGB 0-255 sample images.
+        logits: whether --logits was given (a Softmax was appended).
+        source: the model file, for messages.
+
+    Raises:
+        OutputShapeError: the rows are not probabilities: logits without --logits.
+    """
+    probabilities = np.asarray(model(pixels.astype(np.float32), training=False), dtype=np.float32)
+    sums = probabilities.sum(axis=1)
+    if probabilities.min() < -PROBABILITY_TOLERANCE or np.abs(sums - 1.0).max() > PROBABILITY_TOLERANCE:
+        hint = "pass --logits to append a softmax" if not logits else "check the model's last layer"
+        raise OutputShapeError(
+            f"{source}: the outputs are not probabilities (row sums {np.round(sums, 3).tolist()}, "
+            f"minimum {probabilities.min():.3g}); they look like logits: {hint}."
+        )

@@ -1,0 +1,114 @@
+"""TFLite writers: fp32, fp16, dynamic-range int8 and full-integer int8.
+
+The model is converted from a concrete function with a fixed 1xHxWx3 float32 input (RGB 0-255).
+Full-integer int8 keeps only integer kernels (TFLITE_BUILTINS_INT8) and takes uint8 pixels and
+returns uint8 probabilities, so a device feeds raw pixels 0-255. The spec is embedded in each file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tumorscan.errors import ModelError
+from tumorscan.files import atomic_write_bytes
+from tumorscan.metadata import embed_tflite_metadata
+
+from .formats import ExportJob, import_optional
+
+INPUT_NAME = "pixels"
+
+
+def _converter(job: ExportJob) -> Any:
+    """A TFLiteConverter for the job's model, traced at batch 1 and the spec's input size."""
+    tf = import_optional("tensorflow", "Exporting TFLite models")
+    model = job.model
+    module = tf.Module()
+    # The converter finds the weights through the tracked tf.Variables under each Keras variable.
+    module.tracked_variables = [variable.value for variable in model.weights]
+    signature = [tf.TensorSpec((1, *job.spec.input.size, 3), tf.float32, name=INPUT_NAME)]
+    module.serve = tf.function(lambda pixels: model(pixels, training=False), input_signature=signature)
+    return tf.lite.TFLiteConverter.from_concrete_functions([module.serve.get_concrete_function()], module)
+
+
+def _optimized_converter(job: ExportJob) -> Any:
+    tf = import_optional("tensorflow", "Exporting TFLite models")
+    converter = _converter(job)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    return converter
+
+
+def _convert(job: ExportJob, converter: Any) -> bytes:
+    try:
+        model_bytes: bytes = converter.convert()
+    except Exception as exc:  # the converter raises ConverterError, RuntimeError, ValueError...
+        raise ModelError(f"{job.path.name}: TFLite conversion failed ({exc}).") from exc
+    return model_bytes
+
+
+def _save(job: ExportJob, model_bytes: bytes, **quantization: Any) -> Path:
+    atomic_write_bytes(job.path, embed_tflite_metadata(model_bytes, job.file_spec(**quantization)))
+    return job.path
+
+
+def _io_quantization(model_bytes: bytes) -> dict[str, Any]:
+    """Input/output dtypes and (scale, zero point), and whether any weights are quantized per channel."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model_bytes)
+    summary: dict[str, Any] = {}
+    for role, (detail,) in (
+        ("input", interpreter.get_input_details()),
+        ("output", interpreter.get_output_details()),
+    ):
+        summary[f"{role}_dtype"] = detail["dtype"].__name__
+        scale, zero_point = detail["quantization"]
+        if scale:
+            summary.update({f"{role}_scale": scale, f"{role}_zero_point": zero_point})
+    summary["per_channel"] = any(
+        len(detail["quantization_parameters"]["scales"]) > 1 for detail in interpreter.get_tensor_details()
+    )
+    return summary
+
+
+def write_fp32(job: ExportJob) -> Path:
+    """Float32 weights and kernels, float32 input and output."""
+    model_bytes = _convert(job, _converter(job))
+    return _save(job, model_bytes, weights="float32", activations="float32", **_io_quantization(model_bytes))
+
+
+def write_fp16(job: ExportJob) -> Path:
+    """Float16 weights (dequantized on load), float32 kernels, input and output."""
+    tf = import_optional("tensorflow", "Exporting TFLite models")
+    converter = _optimized_converter(job)
+    converter.target_spec.supported_types = [tf.float16]
+    model_bytes = _convert(job, converter)
+    return _save(job, model_bytes, weights="float16", activations="float32", **_io_quantization(model_bytes))
+
+
+def write_dynamic(job: ExportJob) -> Path:
+    """Dynamic-range quantization: int8 weights, activations quantized on the fly, float32 input/output."""
+    model_bytes = _convert(job, _optimized_converter(job))
+    return _save(job, model_bytes, weights="int8", activations="float32", **_io_quantization(model_bytes))
+
+
+def write_int8(job: ExportJob) -> Path:
+    """Full-integer int8: integer kernels only, uint8 input (raw pixels) and uint8 output."""
+    from tumorscan.calibration import tflite_representative_dataset
+
+    tf = import_optional("tensorflow", "Exporting TFLite models")
+    converter = _optimized_converter(job)
+    converter.representative_dataset = tflite_representative_dataset(job.require_calibration())
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.uint8
+    converter.inference_output_type = tf.uint8
+    model_bytes = _convert(job, converter)
+    return _save(
+        job,
+        model_bytes,
+        weights="int8",
+        activations="int8",
+        kernels="TFLITE_BUILTINS_INT8",
+        calibration_method="minmax",
+        **_io_quantization(model_bytes),
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 from .errors import TumorscanError
@@ -12,20 +12,25 @@ from .errors import TumorscanError
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` through a temporary file in the same folder, then rename.
 
+    The file gets the usual permissions (0666 less the umask).
+
     Raises:
         TumorscanError: the folder cannot be created or written.
     """
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as exc:
-        raise TumorscanError(f"{path.parent}: cannot write here ({exc.strerror}); choose another output folder.") from exc
+        raise TumorscanError(
+            f"{path.parent}: cannot write here ({exc.strerror}); choose another output folder."
+        ) from exc
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
 
 

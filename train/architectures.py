@@ -43,7 +43,9 @@ def register(name: str) -> Callable[[Builder], Builder]:
     return decorator
 
 
-def build_model(name: str, input_size: tuple[int, int] = (224, 224), num_classes: int = 4, **kwargs: Any) -> keras.Model:
+def build_model(
+    name: str, input_size: tuple[int, int] = (224, 224), num_classes: int = 4, **kwargs: Any
+) -> keras.Model:
     """Build a registered architecture.
 
     Args:
@@ -98,7 +100,9 @@ def cnn2(input_size: tuple[int, int] = (224, 224), num_classes: int = 4) -> kera
     return keras.Model(inputs, outputs, name="cnn2")
 
 
-def vgg16_backbone(input_size: tuple[int, int] = (224, 224), weights: str | Path | None = None) -> keras.Model:
+def vgg16_backbone(
+    input_size: tuple[int, int] = (224, 224), weights: str | Path | None = None
+) -> keras.Model:
     """Frozen VGG16 with its ImageNet top up to fc2, taking RGB 0-255.
 
     The caffe preprocessing (BGR order, channel means) is built from stock layers: a
@@ -144,7 +148,9 @@ def _load_vgg16_weights(base: keras.Model, weights: str | Path) -> None:
     try:
         base.load_weights(path)
     except Exception as exc:
-        raise WeightsUnavailableError(f"{path}: not a VGG16 weights file with the ImageNet top ({exc}).") from exc
+        raise WeightsUnavailableError(
+            f"{path}: not a VGG16 weights file with the ImageNet top ({exc})."
+        ) from exc
 
 
 def vgg16_head(feature_size: int, num_classes: int) -> keras.Model:
@@ -160,9 +166,16 @@ def vgg16(
     num_classes: int = 4,
     weights: str | Path | None = None,
     head: keras.Model | None = None,
+    backbone: keras.Model | None = None,
 ) -> keras.Model:
-    """VGG16 transfer learning: frozen VGG16 (to fc2) and a new Dense softmax head."""
-    backbone = vgg16_backbone(input_size, weights)
+    """VGG16 transfer learning: frozen VGG16 (to fc2) and a new Dense softmax head.
+
+    Args:
+        weights: backbone weights ("imagenet", a path or None), when `backbone` is not given.
+        head: a trained head (from `vgg16_head`); None builds a fresh one.
+        backbone: an existing `vgg16_backbone` to reuse (the one a head's features came from).
+    """
+    backbone = backbone or vgg16_backbone(input_size, weights)
     head = head or vgg16_head(int(backbone.output.shape[-1]), num_classes)
     model = keras.Model(backbone.input, head(backbone.output), name="vgg16")
     return model

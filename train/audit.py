@@ -30,6 +30,7 @@ import click
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
+
 from tumorscan.errors import DatasetError, ImageError, MissingDependencyError
 from tumorscan.files import atomic_write_text
 from tumorscan.folders import scan_dataset

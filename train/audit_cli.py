@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import click
+
 from tumorscan.cli_support import user_errors
 from tumorscan.train.audit import NEAR_THRESHOLD, audit_dataset
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+
 from tumorscan.errors import DatasetError
 from tumorscan.train.audit import (
     AuditReport,

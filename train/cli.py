@@ -1,0 +1,126 @@
+"""`tumor-train` and `tumor-evaluate`: parse options, call the training API, print the results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tumorscan.cli_support import user_errors
+from tumorscan.train.augment import AUGMENTATIONS
+from tumorscan.train.evaluate import evaluate_model
+from tumorscan.train.reporting import format_reports
+from tumorscan.train.trainer import MONITORS, STRATEGIES, TrainConfig, train
+
+FOLDER = click.Path(path_type=Path, file_okay=False)
+
+
+@click.command()
+@click.option("--arch", required=True, help="Architecture: cnn1, cnn2 or vgg16.")
+@click.option("--data", required=True, type=FOLDER, help="Training folder with one sub-folder per class.")
+@click.option(
+    "--out", required=True, type=FOLDER, help="Run folder for the model, reports, logs and checkpoints."
+)
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=30, show_default=True, help="Most epochs to train."
+)
+@click.option(
+    "--size", type=click.IntRange(min=32), default=224, show_default=True, help="Input height and width."
+)
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Global batch size."
+)
+@click.option(
+    "--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True, help="Adam rate."
+)
+@click.option(
+    "--val-split",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.15,
+    show_default=True,
+    help="Fraction of each class of --data held out for validation (model selection, early stopping).",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seeds weights, split, shuffling, augmentation."
+)
+@click.option(
+    "--augment",
+    type=click.Choice(AUGMENTATIONS),
+    default="seed",
+    show_default=True,
+    help="seed: rotation up to 40 degrees and horizontal flips; strong: also zoom, shifts, brightness and "
+    "contrast; none. Ignored by vgg16, which trains on cached features.",
+)
+@click.option(
+    "--class-weights", is_flag=True, help="Weight the loss so every class counts equally (balanced)."
+)
+@click.option(
+    "--patience", type=click.IntRange(min=1), default=5, show_default=True, help="Early-stopping epochs."
+)
+@click.option(
+    "--monitor",
+    type=click.Choice(list(MONITORS)),
+    default="val_loss",
+    show_default=True,
+    help="Best-model metric.",
+)
+@click.option("--weights", help="vgg16 only: imagenet (default), a weights file PATH, or none (random).")
+@click.option(
+    "--strategy",
+    type=click.Choice(STRATEGIES),
+    default="default",
+    show_default=True,
+    help="default: one device; mirrored: every local GPU (one device on a CPU); multiworker: from TF_CONFIG.",
+)
+@click.option(
+    "--test", type=FOLDER, help="Labelled test folder, reported on at the end (never used to pick a model)."
+)
+@click.option("--cache", type=FOLDER, help="Pixel and feature cache folder. [default: OUT/../.cache]")
+@click.option(
+    "--audit/--no-audit",
+    default=True,
+    show_default=True,
+    help="Audit first: copies within --data and --test twins of --data (OUT/audit/).",
+)
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--force", is_flag=True, help="Replace the run in --out.")
+@user_errors
+def train_command(size: int, **options: Any) -> None:
+    """Train a classifier on a class-folder dataset and save the best model with its spec.
+
+    Validation is carved from --data (stratified, seeded). The run folder gets model.keras,
+    history.json, report.json/.txt, confusion_matrix.png, learning_curves.png, train.log and run.json.
+    """
+    if options["resume"] and options["force"]:
+        raise click.UsageError("--resume and --force exclude each other.")
+    result = train(TrainConfig(size=(size, size), **options))
+    for name, report in result.reports.items():
+        click.echo(f"{name} accuracy: {report['accuracy']:.4f} ({report['support']} scans)")
+    click.echo(f"Saved {result.model_path} (best epoch {result.best_epoch} of {result.epochs_run}).")
+
+
+@click.command()
+@click.argument("model", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--data", required=True, type=FOLDER, help="Labelled folder with one sub-folder per class.")
+@click.option(
+    "--audit", type=click.Path(path_type=Path, dir_okay=False), help="audit.json (tumor-audit) of --data."
+)
+@click.option("--out", type=FOLDER, help="Write report.json, report.txt and confusion_matrix.png here.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--cache", type=FOLDER, help="Cache decoded pixels in this folder.")
+@user_errors
+def evaluate_command(
+    model: Path, data: Path, audit: Path | None, out: Path | None, batch_size: int, cache: Path | None
+) -> None:
+    """Report a saved MODEL.keras's precision, recall, f1 and accuracy on a labelled folder.
+
+    With --audit, accuracy is also given on the clean subset: the scans without a copy in training.
+    """
+    result = evaluate_model(model, data, audit=audit, out=out, batch_size=batch_size, cache=cache)
+    unreadable = [{"path": str(path), "reason": reason} for path, reason in result.unreadable]
+    click.echo(format_reports(result.reports, {"data": unreadable}), nl=False)
+    for name, report in result.reports.items():
+        click.echo(f"accuracy ({name}): {report['accuracy']:.4f} on {report['support']} scans")
+    if out is not None:
+        click.echo(f"Wrote report.json, report.txt and confusion_matrix.png to {out}.")

@@ -1,0 +1,559 @@
+"""Training runs: data, model, checkpoints, early stopping, resume, reports and the saved model.
+
+A run folder holds:
+    model.keras            the best model by validation, with its ModelSpec inside
+    history.json           per-epoch metrics and seconds
+    report.json/.txt       classification reports: validation split; test folder and its clean subset if given
+    audit/                 the audit of the data (tumor-audit's files)
+    confusion_matrix.png   one panel per report
+    learning_curves.png    loss and accuracy per epoch
+    train.log, run.json    arguments, dataset counts, unreadable scans, timings, versions
+    checkpoints/           last.keras (with optimizer state), best.keras, state.json: what --resume needs
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+import tumorscan
+from tumorscan.errors import MissingDependencyError, TumorscanError
+from tumorscan.export.keras_file import save_keras
+from tumorscan.files import atomic_write_text
+from tumorscan.spec import InputSpec, ModelSpec
+from tumorscan.train.augment import AUGMENTATIONS, make_augmenter
+from tumorscan.train.data import CachedScans, default_cache_dir, load_dataset, make_dataset, stratified_split
+from tumorscan.train.reporting import model_report, write_reports
+
+STRATEGIES = ("default", "mirrored", "multiworker")
+MONITORS = {"val_loss": "min", "val_accuracy": "max"}
+CHECKPOINTS = "checkpoints"
+AUDIT = "audit"
+RUN_FILES = (
+    "model.keras",
+    "history.json",
+    "report.json",
+    "report.txt",
+    "confusion_matrix.png",
+    "learning_curves.png",
+    "train.log",
+    "run.json",
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on (recorded in run.json and the model's provenance)."""
+
+    arch: str
+    data: Path
+    out: Path
+    epochs: int = 30
+    size: tuple[int, int] = (224, 224)
+    batch_size: int = 32
+    lr: float = 1e-3
+    val_split: float = 0.15
+    seed: int = 0
+    augment: str = "seed"
+    class_weights: bool = False
+    patience: int = 5
+    monitor: str = "val_loss"
+    weights: str | None = None
+    strategy: str = "default"
+    test: Path | None = None
+    cache: Path | None = None
+    audit: bool = True
+    resume: bool = False
+    force: bool = False
+
+    def validate(self) -> None:
+        """Raise TumorscanError for option values no run can use."""
+        from tumorscan.train.architectures import ARCHITECTURES, UnknownArchitectureError
+
+        if self.arch not in ARCHITECTURES:
+            raise UnknownArchitectureError(
+                f"unknown architecture {self.arch!r}; choose one of: {', '.join(sorted(ARCHITECTURES))}."
+            )
+        problems = []
+        if self.epochs < 1:
+            problems.append("--epochs must be at least 1")
+        if self.batch_size < 1:
+            problems.append("--batch-size must be at least 1")
+        if min(self.size) < 32:
+            problems.append("--size must be at least 32")
+        if self.patience < 1:
+            problems.append("--patience must be at least 1")
+        if self.augment not in AUGMENTATIONS:
+            problems.append(f"--augment must be one of {', '.join(AUGMENTATIONS)}")
+        if self.monitor not in MONITORS:
+            problems.append(f"--monitor must be one of {', '.join(MONITORS)}")
+        if self.strategy not in STRATEGIES:
+            problems.append(f"--strategy must be one of {', '.join(STRATEGIES)}")
+        if self.weights is not None and self.arch != "vgg16":
+            problems.append(f"--weights applies to vgg16 only; {self.arch} trains from scratch")
+        if problems:
+            raise TumorscanError("; ".join(problems) + ".")
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict (paths as strings)."""
+        return {
+            key: (str(value) if isinstance(value, Path) else value) for key, value in asdict(self).items()
+        }
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced."""
+
+    out: Path
+    model_path: Path
+    reports: dict[str, dict[str, Any]]
+    best_epoch: int
+    epochs_run: int
+    timings: dict[str, Any] = field(default_factory=dict)
+
+
+class RunLog:
+    """Timestamped lines to stderr and appended to the run's train.log."""
+
+    def __init__(self, path: Path, echo: bool = True) -> None:
+        self.path = path
+        self.echo = echo
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, message: str) -> None:
+        stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+        with self.path.open("a", encoding="utf-8") as stream:
+            for line in message.splitlines() or [""]:
+                stream.write(f"{stamp} {line}\n")
+        if self.echo:
+            print(message, file=sys.stderr, flush=True)
+
+
+def require_training_stack() -> None:
+    """Raise MissingDependencyError naming the [train] extra when TensorFlow or Keras is missing."""
+    try:
+        import keras  # noqa: F401
+        import tensorflow  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError(exc.name or "tensorflow", "train", "Training and evaluation") from exc
+
+
+def tool_versions() -> dict[str, str]:
+    """Versions of what shaped a model: Python, tumorscan, TensorFlow, Keras, NumPy, Pillow."""
+    import keras
+    import PIL
+    import tensorflow as tf
+
+    return {
+        "python": platform.python_version(),
+        "tumorscan": tumorscan.__version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "pillow": PIL.__version__,
+    }
+
+
+def select_strategy(name: str) -> Any:
+    """The tf.distribute strategy `name`: default, mirrored (all local devices) or multiworker (TF_CONFIG)."""
+    import tensorflow as tf
+
+    factories: dict[str, Callable[[], Any]] = {
+        "default": tf.distribute.get_strategy,
+        "mirrored": tf.distribute.MirroredStrategy,
+        "multiworker": tf.distribute.MultiWorkerMirroredStrategy,
+    }
+    if name not in factories:
+        raise TumorscanError(f"unknown strategy {name!r}; choose one of: {', '.join(factories)}.")
+    return factories[name]()
+
+
+def balanced_class_weights(label_ids: NDArray[np.integer], num_classes: int) -> dict[int, float]:
+    """Weights n / (k * n_class), so every class contributes equally to the loss."""
+    counts = np.bincount(label_ids, minlength=num_classes)
+    return {i: float(len(label_ids) / (num_classes * c)) if c else 0.0 for i, c in enumerate(counts)}
+
+
+def holds_run(out: Path) -> bool:
+    """True when `out` already holds (part of) a training run."""
+    return any((out / name).exists() for name in (*RUN_FILES, CHECKPOINTS))
+
+
+def prepare_output(config: TrainConfig) -> None:
+    """Refuse an output folder that holds a run unless resuming or forcing; with --force, clear it.
+
+    Raises:
+        TumorscanError: the folder holds a run (without --resume/--force), or --resume finds none.
+    """
+    out = config.out
+    if config.resume:
+        if not (out / CHECKPOINTS / "state.json").is_file():
+            raise TumorscanError(f"{out}: holds no checkpoint to resume; start a new run without --resume.")
+        return
+    if holds_run(out):
+        if not config.force:
+            raise TumorscanError(
+                f"{out}: already holds a training run; pass --resume to continue it, --force to replace it, "
+                "or choose another --out."
+            )
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+        for folder in (CHECKPOINTS, AUDIT):
+            shutil.rmtree(out / folder, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _check_resumable(config: TrainConfig) -> dict[str, Any]:
+    """The saved checkpoint state, after checking the run it belongs to matches `config`."""
+    out = config.out
+    try:
+        state: dict[str, Any] = json.loads((out / CHECKPOINTS / "state.json").read_text(encoding="utf-8"))
+        previous = json.loads((out / "run.json").read_text(encoding="utf-8"))["config"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise TumorscanError(
+            f"{out}: the run's checkpoint state is unreadable ({exc}); start again with --force."
+        ) from exc
+    current = json.loads(json.dumps(config.to_json()))
+    keys = ("arch", "size", "val_split", "seed", "monitor", "weights")
+    changed = [
+        f"{key} {previous.get(key)} -> {current[key]}" for key in keys if previous.get(key) != current[key]
+    ]
+    if Path(previous["data"]).resolve() != config.data.resolve():
+        changed.append(f"data {previous['data']} -> {config.data}")
+    if changed:
+        raise TumorscanError(f"{out}: cannot resume with different settings ({'; '.join(changed)}).")
+    if state["epoch"] + 1 >= config.epochs:
+        done = state["epoch"] + 1
+        raise TumorscanError(
+            f"{out}: the run already completed {done} epochs; pass a larger --epochs to continue."
+        )
+    return state
+
+
+@dataclass
+class _Pipeline:
+    """What differs between training a whole network and a VGG16 head on cached features."""
+
+    build: Callable[[], Any]
+    dataset: Callable[[str, NDArray[np.int64], bool], Any]
+    finalize: Callable[[Any], Any]
+
+
+def _pixel_pipeline(config: TrainConfig, sources: dict[str, CachedScans], shuffle_seed: int) -> _Pipeline:
+    from tumorscan.train.architectures import build_model
+
+    augment = make_augmenter(config.augment, shuffle_seed)
+    num_classes = len(sources["train"].labels)
+
+    def dataset(source: str, indices: NDArray[np.int64], training: bool) -> Any:
+        return make_dataset(
+            sources[source],
+            indices,
+            config.batch_size,
+            shuffle_seed=shuffle_seed if training else None,
+            augment=augment if training else None,
+        )
+
+    return _Pipeline(
+        build=lambda: build_model(config.arch, config.size, num_classes),
+        dataset=dataset,
+        finalize=lambda model: model,
+    )
+
+
+def _feature_pipeline(
+    config: TrainConfig,
+    sources: dict[str, CachedScans],
+    shuffle_seed: int,
+    backbone: Any,
+    cache_dir: Path,
+    log: RunLog,
+) -> _Pipeline:
+    from tumorscan.train.architectures import build_model, vgg16_head
+    from tumorscan.train.transfer import (
+        AUGMENTATION_NOTE,
+        backbone_features,
+        backbone_fingerprint,
+        feature_dataset,
+    )
+
+    if config.augment != "none":
+        log(AUGMENTATION_NOTE)
+    fingerprint = backbone_fingerprint(backbone)
+    features = {}
+    for name, scans in sources.items():
+        started = time.time()
+        features[name] = backbone_features(backbone, scans, cache_dir, config.batch_size, fingerprint)
+        log(f"VGG16 features of {len(scans)} {name} scans ready in {time.time() - started:.1f} s")
+    num_classes = len(sources["train"].labels)
+
+    def dataset(source: str, indices: NDArray[np.int64], training: bool) -> Any:
+        return feature_dataset(
+            features[source],
+            sources[source].label_ids,
+            indices,
+            config.batch_size,
+            shuffle_seed=shuffle_seed if training else None,
+        )
+
+    return _Pipeline(
+        build=lambda: vgg16_head(int(features["train"].shape[1]), num_classes),
+        dataset=dataset,
+        finalize=lambda head: build_model("vgg16", config.size, num_classes, head=head, backbone=backbone),
+    )
+
+
+def _run_audit(config: TrainConfig, log: RunLog, progress: bool) -> Any:
+    """Audit the test folder against the training folder (or the training folder alone), into out/audit/."""
+    from tumorscan.train.audit import audit_dataset
+
+    if config.test is not None:
+        report = audit_dataset(config.test, reference=config.data, progress=progress)
+    else:
+        report = audit_dataset(config.data, progress=progress)
+    report.write(config.out / AUDIT)
+    log(report.summary_text())
+    return report
+
+
+@dataclass
+class _Data:
+    """The decoded datasets ("train", optionally "test") and the split of "train"."""
+
+    sources: dict[str, CachedScans]
+    train_rows: NDArray[np.int64]
+    val_rows: NDArray[np.int64]
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.sources["train"].labels
+
+    def counts(self) -> dict[str, Any]:
+        counts: dict[str, Any] = {
+            "train": self.sources["train"].counts(self.train_rows),
+            "validation": self.sources["train"].counts(self.val_rows),
+        }
+        if "test" in self.sources:
+            counts["test"] = self.sources["test"].counts()
+        counts["unreadable"] = {name: len(scans.unreadable) for name, scans in self.sources.items()}
+        return counts
+
+    def unreadable(self) -> dict[str, list[dict[str, str]]]:
+        return {
+            name: [{"path": str(path), "reason": reason} for path, reason in scans.unreadable]
+            for name, scans in self.sources.items()
+        }
+
+
+def _load_data(config: TrainConfig, cache_dir: Path, log: RunLog, progress: bool) -> _Data:
+    """Decode (or reuse) the training and test scans, log what was skipped, split off validation."""
+    sources = {"train": load_dataset(config.data, config.size, cache_dir, progress=progress)}
+    labels = sources["train"].labels
+    if config.test is not None:
+        sources["test"] = load_dataset(config.test, config.size, cache_dir, labels=labels, progress=progress)
+    for name, scans in sources.items():
+        log(f"{name}: {len(scans)} scans from {scans.root} ({scans.reused} from the cache {cache_dir})")
+        for _, reason in scans.unreadable:
+            log(f"skipped unreadable scan: {reason}")
+    train_rows, val_rows = stratified_split(sources["train"].label_ids, config.val_split, config.seed, labels)
+    data = _Data(sources, train_rows, val_rows)
+    log(f"classes {list(labels)}; scans per split: {json.dumps(data.counts())}")
+    return data
+
+
+def _model_to_fit(
+    config: TrainConfig, pipeline: _Pipeline, strategy: Any, state: dict[str, Any] | None
+) -> Any:
+    """A new compiled model, or the last checkpoint (weights and optimizer state) when resuming."""
+    import keras
+
+    with strategy.scope():
+        if state is not None:
+            return keras.models.load_model(config.out / CHECKPOINTS / "last.keras")
+        model = pipeline.build()
+        model.compile(
+            optimizer=keras.optimizers.Adam(config.lr),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        return model
+
+
+def _reports(
+    model: Any, pipeline: _Pipeline, data: _Data, audit: Any, log: RunLog
+) -> dict[str, dict[str, Any]]:
+    """Classification reports on validation, the test folder and its clean subset (when audited)."""
+    evaluations = {"validation": ("train", data.val_rows)}
+    if "test" in data.sources:
+        test = data.sources["test"]
+        evaluations["test"] = ("test", np.arange(len(test), dtype=np.int64))
+        clean_rows = test.rows_in(audit.clean) if audit is not None else np.empty(0, dtype=np.int64)
+        if len(clean_rows):
+            evaluations["test (clean)"] = ("test", clean_rows)
+    reports = {}
+    for name, (source, rows) in evaluations.items():
+        scans = data.sources[source]
+        reports[name] = model_report(
+            model, pipeline.dataset(source, rows, False), scans.label_ids[rows], data.labels
+        )
+        reports[name]["data"] = str(scans.root)
+        log(f"{name} accuracy {reports[name]['accuracy']:.4f} on {len(rows)} scans")
+    return reports
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def train(config: TrainConfig, echo: bool = True, progress: bool = True) -> TrainResult:
+    """Run (or resume) a training run as described by `config`; see the module docstring for its outputs.
+
+    Args:
+        config: the run's settings.
+        echo: also print log lines to stderr (they always go to train.log).
+        progress: progress bars while auditing and decoding.
+
+    Raises:
+        TumorscanError: bad options, datasets, output folder or weights; the message says what to do.
+    """
+    require_training_stack()
+    config.validate()
+    backbone = None
+    if config.arch == "vgg16":
+        import keras
+
+        from tumorscan.train.transfer import build_backbone, parse_weights
+
+        keras.utils.set_random_seed(config.seed)  # a backbone without weights is random: make it the seed's
+
+        backbone = build_backbone(config.size, parse_weights(config.weights))
+    prepare_output(config)
+    state = _check_resumable(config) if config.resume else None
+    strategy = select_strategy(config.strategy)
+    started = time.time()
+    out, checkpoints = config.out, config.out / CHECKPOINTS
+    log = RunLog(out / "train.log", echo=echo)
+    log(
+        f"{'resuming' if state else 'starting'} {config.arch}: {json.dumps(config.to_json(), sort_keys=True)}"
+    )
+    timings: dict[str, Any] = {}
+    run: dict[str, Any] = {
+        "config": config.to_json(),
+        "versions": tool_versions(),
+        "status": "running",
+        "started": _now(),
+        "strategy": {"name": config.strategy, "replicas": int(strategy.num_replicas_in_sync)},
+        "timings": timings,
+    }
+    if state is not None:
+        run["resumed_after_epoch"] = state["epoch"] + 1
+    atomic_write_text(out / "run.json", json.dumps(run, indent=1))
+
+    import keras
+
+    from tumorscan.train.architectures import NORMALIZATION
+    from tumorscan.train.checkpoints import RunCheckpoint
+
+    audit = None
+    if config.audit:
+        begun = time.time()
+        audit = _run_audit(config, log, progress)
+        timings["audit_seconds"] = round(time.time() - begun, 2)
+    cache_dir = config.cache or default_cache_dir(out)
+    begun = time.time()
+    data = _load_data(config, cache_dir, log, progress)
+    timings["cache_seconds"] = round(time.time() - begun, 2)
+
+    initial_epoch = 0 if state is None else state["epoch"] + 1
+    seed = config.seed + initial_epoch
+    keras.utils.set_random_seed(seed)
+    if backbone is not None:
+        begun = time.time()
+        pipeline = _feature_pipeline(config, data.sources, seed, backbone, cache_dir, log)
+        timings["feature_seconds"] = round(time.time() - begun, 2)
+    else:
+        pipeline = _pixel_pipeline(config, data.sources, seed)
+    model = _model_to_fit(config, pipeline, strategy, state)
+    if state is None:
+        state = {"epoch": -1, "best": None, "best_epoch": None, "wait": 0, "history": {}}
+    else:
+        log(f"resuming after epoch {initial_epoch} from {checkpoints / 'last.keras'}")
+    class_weight = None
+    if config.class_weights:
+        class_weight = balanced_class_weights(
+            data.sources["train"].label_ids[data.train_rows], len(data.labels)
+        )
+        log(f"class weights: {json.dumps({data.labels[i]: round(w, 4) for i, w in class_weight.items()})}")
+    checkpoints.mkdir(exist_ok=True)
+    callback = RunCheckpoint(
+        checkpoints, out, config.monitor, MONITORS[config.monitor], config.patience, state, log
+    )
+    begun = time.time()
+    model.fit(
+        pipeline.dataset("train", data.train_rows, True),
+        validation_data=pipeline.dataset("train", data.val_rows, False),
+        epochs=config.epochs,
+        initial_epoch=initial_epoch,
+        class_weight=class_weight,
+        callbacks=[callback],
+        shuffle=False,  # the dataset shuffles itself, seeded
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
+    timings["fit_seconds"] = round(time.time() - begun, 2)
+    timings["epoch_seconds"] = [round(s, 2) for s in state["history"].get("seconds", [])]
+
+    best = keras.models.load_model(checkpoints / "best.keras", compile=False)  # model.keras: no optimizer
+    reports = _reports(best, pipeline, data, audit, log)
+    write_reports(out, reports, data.unreadable())
+    best_epoch = int(state["best_epoch"]) + 1
+    provenance = {
+        "trained_by": "tumor-train",
+        "created": _now(),
+        "config": config.to_json(),
+        "seed": config.seed,
+        "versions": run["versions"],
+        "dataset": {
+            "root": str(config.data),
+            "fingerprint": data.sources["train"].fingerprint(),
+            "counts": data.counts(),
+        },
+        "best_epoch": best_epoch,
+        "monitor": {config.monitor: state["best"]},
+        "accuracy": {name: report["accuracy"] for name, report in reports.items()},
+    }
+    spec = ModelSpec(
+        labels=data.labels,
+        input=InputSpec(*config.size, normalization=NORMALIZATION[config.arch]),
+        architecture=config.arch,
+        provenance=provenance,
+    )
+    begun = time.time()
+    save_keras(pipeline.finalize(best), out / "model.keras", spec)
+    timings["save_seconds"] = round(time.time() - begun, 2)
+    timings["total_seconds"] = round(time.time() - started, 2)
+    epochs_run = int(state["epoch"]) + 1
+    run.update(
+        status="finished",
+        finished=_now(),
+        counts=data.counts(),
+        unreadable=data.unreadable(),
+        epochs_run=epochs_run,
+        stopped_early=bool(state.get("stopped_early")),
+        best_epoch=best_epoch,
+        accuracy=provenance["accuracy"],
+    )
+    atomic_write_text(out / "run.json", json.dumps(run, indent=1))
+    log(f"saved {out / 'model.keras'} (best epoch {best_epoch}); total {timings['total_seconds']:.0f} s")
+    return TrainResult(out, out / "model.keras", reports, best_epoch, epochs_run, timings)

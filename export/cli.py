@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
+
 from tumorscan.cli_support import user_errors
 from tumorscan.spec import NORMALIZATIONS
 
 from .exporter import REPORT_JSON, REPORT_TEXT, ExportOptions, export_model
 from .formats import CALIBRATION_METHODS, FORMATS, MODES, select_targets
+from .parity import ParityLimits, format_parity, run_parity, write_parity
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -37,6 +41,25 @@ def _size(_context: click.Context, _parameter: click.Parameter, value: str | Non
     if height < 8 or width < 8:
         raise click.BadParameter(f"{value!r} is too small; use at least 8x8.")
     return height, width
+
+
+def parity_limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The pass/fail limits shared by tumor-parity and tumor-export --parity."""
+    command = click.option(
+        "--max-prob-diff",
+        type=click.FloatRange(min=0),
+        help="Largest absolute probability difference (e.g. 1e-4 for fp32). [default: no limit]",
+    )(command)
+    command = click.option(
+        "--max-drop", type=float, default=1.0, show_default=True, help="Largest accuracy drop, in points."
+    )(command)
+    return click.option(
+        "--min-agreement",
+        type=click.FloatRange(0, 1),
+        default=0.99,
+        show_default=True,
+        help="Smallest top-1 agreement with the original.",
+    )(command)
 
 
 @click.command()
@@ -77,6 +100,15 @@ def _size(_context: click.Context, _parameter: click.Parameter, value: str | Non
 )
 @click.option("--logits", is_flag=True, help="The model outputs logits: append a softmax.")
 @click.option("--input-size", callback=_size, help="HEIGHTxWIDTH, for a model whose input size is dynamic.")
+@click.option(
+    "--parity",
+    "parity_data",
+    type=click.Path(path_type=Path),
+    help="Labelled folder: check each file against the model right after export and store the results "
+    "in its metadata (calibration scans are left out).",
+)
+@click.option("--parity-audit", type=click.Path(path_type=Path), help="audit.json of the --parity folder.")
+@parity_limit_options
 @user_errors
 def export_command(
     model: Path,
@@ -93,6 +125,11 @@ def export_command(
     labels: tuple[str, ...] | None,
     logits: bool,
     input_size: tuple[int, int] | None,
+    parity_data: Path | None,
+    parity_audit: Path | None,
+    min_agreement: float,
+    max_drop: float,
+    max_prob_diff: float | None,
 ) -> None:
     """Export a Keras classifier MODEL to quantized TFLite and ONNX files with their metadata inside."""
     chosen_modes = [*(modes.split(",") if modes else []), *(["int8"] if int8 else [])] or ["fp32"]
@@ -109,7 +146,67 @@ def export_command(
         labels=labels,
         logits=logits,
         input_size=input_size,
+        parity_data=parity_data,
+        parity_audit=parity_audit,
+        parity_limits=ParityLimits(min_agreement, max_drop, max_prob_diff),
     )
     report = export_model(model, options, log=_log, progress=True)
     click.echo(report.to_text(), nl=False)
     _log(f"Report written to {out_dir / REPORT_TEXT} and {out_dir / REPORT_JSON}.")
+    if report.parity is not None and not report.parity.passed:
+        raise click.ClickException("parity limits failed (see above); the files record it in their metadata.")
+
+
+@click.command()
+@click.argument("original", type=click.Path(path_type=Path))
+@click.argument("exported", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="Labelled class-folder dataset.")
+@click.option(
+    "--audit",
+    type=click.Path(path_type=Path),
+    help="audit.json of --data (tumor-audit): adds the clean subset.",
+)
+@click.option(
+    "--exclude-calibration",
+    type=click.Path(path_type=Path),
+    help="A calibration manifest (<model>-calibration.json): leave its scans out.",
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), help="Write parity.json, parity.txt and parity_recall.png here."
+)
+@click.option("--allow-other-source", is_flag=True, help="Compare files exported from another model (warns).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
+@parity_limit_options
+@user_errors
+def parity_command(
+    original: Path,
+    exported: tuple[Path, ...],
+    data: Path,
+    audit: Path | None,
+    exclude_calibration: Path | None,
+    out: Path | None,
+    allow_other_source: bool,
+    as_json: bool,
+    min_agreement: float,
+    max_drop: float,
+    max_prob_diff: float | None,
+) -> None:
+    """Check EXPORTED .tflite/.onnx files against their ORIGINAL .keras model on a labelled folder.
+
+    Exits with status 1 when a file breaks a limit.
+    """
+    report = run_parity(
+        original,
+        exported,
+        data,
+        audit=audit,
+        exclude_manifest=exclude_calibration,
+        limits=ParityLimits(min_agreement, max_drop, max_prob_diff),
+        allow_other_source=allow_other_source,
+    )
+    click.echo(report.to_json() if as_json else format_parity(report))
+    if out is not None:
+        write_parity(report, out)
+        _log(f"Parity written to {out / 'parity.txt'}, parity.json and parity_recall.png.")
+    if not report.passed:
+        raise click.ClickException("parity limits failed.")

@@ -14,13 +14,14 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
 from tumorscan.errors import MetadataError, TumorscanError
 from tumorscan.files import atomic_write_text
 from tumorscan.metadata import read_model_spec
@@ -29,6 +30,7 @@ from tumorscan.spec import InputSpec, ModelSpec
 from .formats import CALIBRATION_METHODS, ExportJob, ExportTarget, parse_names
 from .graph import check_output_shape, check_probabilities, model_input_size, prepare_model
 from .keras_file import file_sha256, load_keras, read_keras_spec
+from .parity import ExportParity, ParityLimits, ParityReport, format_parity, measure_parity, write_parity
 
 if TYPE_CHECKING:
     from tumorscan.calibration import CalibrationSet
@@ -59,6 +61,10 @@ class ExportOptions:
         labels: class names of a model without a tumorscan spec.
         logits: the model outputs logits; append a softmax.
         input_size: (height, width) when the model's input size is dynamic.
+        parity_data: labelled folder to check each file against the model on, right after export;
+            the results are stored in each file's metadata.
+        parity_audit: audit.json of `parity_data`, to add its clean subset to the check.
+        parity_limits: pass/fail limits of the check.
     """
 
     targets: tuple[ExportTarget, ...]
@@ -72,6 +78,9 @@ class ExportOptions:
     labels: tuple[str, ...] | None = None
     logits: bool = False
     input_size: tuple[int, int] | None = None
+    parity_data: Path | None = None
+    parity_audit: Path | None = None
+    parity_limits: ParityLimits = field(default_factory=ParityLimits)
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,7 @@ class ExportReport:
     calibration: dict[str, Any] | None = None
     calibration_notes: tuple[str, ...] = ()
     skipped_scans: tuple[tuple[str, str], ...] = ()
+    parity: ParityReport | None = None
 
     def to_json(self) -> str:
         """Indented JSON of the whole report."""
@@ -153,7 +163,16 @@ class ExportReport:
             )
         lines += [f"warning: {note}" for note in self.calibration_notes]
         lines += [f"skipped scan: {name}: {reason}" for name, reason in self.skipped_scans]
+        if self.parity is not None:
+            lines.append(format_parity(self.parity))
         return "\n".join(lines) + "\n"
+
+
+def _store_parity(exported: ExportedFile, target: ExportTarget, parity: ExportParity) -> ExportedFile:
+    """Write the parity results into the file's spec; the report shows the spec read back."""
+    path = Path(exported.path)
+    target.write_spec(path, read_model_spec(path).with_updates(parity=parity.summary()))
+    return replace(exported, spec=asdict(read_model_spec(path)))
 
 
 def _megabytes(size: int) -> str:
@@ -345,6 +364,27 @@ def export_model(
         )
         for target in options.targets
     )
+    parity = None
+    if options.parity_data is not None:
+        manifest = options.out_dir / f"{stem}-calibration.json" if calibration is not None else None
+        log(f"Checking parity on {options.parity_data}")
+        parity = measure_parity(
+            prepared,
+            spec,
+            str(spec.source_sha256),
+            source,
+            [Path(f.path) for f in files],
+            options.parity_data,
+            options.parity_audit,
+            manifest,
+            options.parity_limits,
+            progress=progress,
+        )
+        write_parity(parity, options.out_dir)
+        files = tuple(
+            _store_parity(f, target, result)
+            for f, target, result in zip(files, options.targets, parity.exports, strict=True)
+        )
     report = ExportReport(
         source=source,
         source_size_bytes=source_size,
@@ -353,6 +393,7 @@ def export_model(
         calibration=summary,
         calibration_notes=calibration.warnings if calibration else (),
         skipped_scans=calibration.skipped if calibration else (),
+        parity=parity,
     )
     atomic_write_text(options.out_dir / REPORT_JSON, report.to_json())
     atomic_write_text(options.out_dir / REPORT_TEXT, report.to_text())

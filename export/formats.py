@@ -60,6 +60,11 @@ class ExportTarget:
         writer: Writer = getattr(module, function)
         return writer
 
+    def write_spec(self, path: Path, spec: ModelSpec) -> None:
+        """Replace the spec stored in a file this target wrote (e.g. to add parity results)."""
+        module = importlib.import_module(f"tumorscan.export.{self.writer.split(':')[0]}")
+        module.write_spec(path, spec)
+
 
 @dataclass(frozen=True)
 class ExportJob:

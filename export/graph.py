@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
 from tumorscan.errors import ModelError, TumorscanError
 
 from .formats import import_optional

@@ -14,7 +14,7 @@ from typing import Any
 
 from tumorscan.errors import ModelError
 from tumorscan.files import atomic_write_bytes
-from tumorscan.spec import METADATA_KEY
+from tumorscan.spec import METADATA_KEY, ModelSpec
 
 from .formats import ExportJob, import_optional
 
@@ -42,14 +42,27 @@ def _fp32_proto(job: ExportJob) -> Any:
     return proto
 
 
-def _save(job: ExportJob, proto: Any, **quantization: Any) -> Path:
-    """Embed the spec, check the model and write it atomically."""
-    onnx = import_optional("onnx", "Exporting ONNX models")
-    spec = job.file_spec(opset=OPSET, input_dtype="float32", output_dtype="float32", **quantization)
+def _set_spec(proto: Any, spec: ModelSpec) -> None:
+    """Store the spec as the model's metadata_props entry, replacing an older one."""
     kept = [entry for entry in proto.metadata_props if entry.key != METADATA_KEY]
     del proto.metadata_props[:]
     proto.metadata_props.extend(kept)
     proto.metadata_props.add(key=METADATA_KEY, value=spec.to_json())
+
+
+def write_spec(path: Path, spec: ModelSpec) -> None:
+    """Replace the spec stored in an exported ONNX file (atomically)."""
+    onnx = import_optional("onnx", "Updating ONNX metadata")
+    proto = onnx.load_from_string(path.read_bytes())
+    _set_spec(proto, spec)
+    atomic_write_bytes(path, proto.SerializeToString())
+
+
+def _save(job: ExportJob, proto: Any, **quantization: Any) -> Path:
+    """Embed the spec, check the model and write it atomically."""
+    onnx = import_optional("onnx", "Exporting ONNX models")
+    spec = job.file_spec(opset=OPSET, input_dtype="float32", output_dtype="float32", **quantization)
+    _set_spec(proto, spec)
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as exc:

@@ -13,6 +13,7 @@ from typing import Any
 from tumorscan.errors import ModelError
 from tumorscan.files import atomic_write_bytes
 from tumorscan.metadata import embed_tflite_metadata
+from tumorscan.spec import ModelSpec
 
 from .formats import ExportJob, import_optional
 
@@ -44,6 +45,11 @@ def _convert(job: ExportJob, converter: Any) -> bytes:
     except Exception as exc:  # the converter raises ConverterError, RuntimeError, ValueError...
         raise ModelError(f"{job.path.name}: TFLite conversion failed ({exc}).") from exc
     return model_bytes
+
+
+def write_spec(path: Path, spec: ModelSpec) -> None:
+    """Replace the spec stored in an exported TFLite file (atomically)."""
+    atomic_write_bytes(path, embed_tflite_metadata(path.read_bytes(), spec))
 
 
 def _save(job: ExportJob, model_bytes: bytes, **quantization: Any) -> Path:

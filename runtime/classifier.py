@@ -156,13 +156,21 @@ class Classifier:
         """The class labels, in output order."""
         return self.spec.labels
 
-    def _predictions(self, sources: Sequence[str], pixels: NDArray[np.uint8]) -> list[Prediction]:
-        """Run a batch; outputs are class probabilities (exported graphs end in softmax), so only
-        quantization noise is removed: negatives clipped, each row renormalised to sum to 1."""
+    def probabilities(self, pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
+        """Class probabilities for a batch of preprocessed pixels (N x H x W x 3 uint8, from `load_pixels`).
+
+        Outputs are probabilities (exported graphs end in softmax), so only quantization noise is
+        removed: negatives clipped, each row renormalised to sum to 1.
+        """
         scores = np.clip(self._backend.run(pixels), 0.0, None)
         totals = scores.sum(axis=1, keepdims=True)
         uniform = np.full_like(scores, 1 / len(self.labels))
-        probabilities = np.divide(scores, totals, out=uniform, where=totals > 0)
+        probabilities: NDArray[np.float32] = np.divide(scores, totals, out=uniform, where=totals > 0)
+        return probabilities
+
+    def _predictions(self, sources: Sequence[str], pixels: NDArray[np.uint8]) -> list[Prediction]:
+        """One Prediction per row of a pixel batch."""
+        probabilities = self.probabilities(pixels)
         results = []
         for source, row in zip(sources, probabilities, strict=True):
             best = int(np.argmax(row))

@@ -58,6 +58,8 @@ def scan_dataset(root: Path, labels: tuple[str, ...] | None = None) -> list[Labe
     for name in found:
         files = list_scans(root / name)
         if not files:
-            raise DatasetError(f"{root / name}: class folder holds no scans (accepted: {', '.join(SCAN_EXTENSIONS)}).")
+            raise DatasetError(
+                f"{root / name}: class folder holds no scans (accepted: {', '.join(SCAN_EXTENSIONS)})."
+            )
         scans.extend(LabelledScan(path, name) for path in files)
     return scans

@@ -92,7 +92,9 @@ class ModelSpec:
         except MetadataError:
             raise
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise MetadataError(f"{source}: tumorscan metadata is malformed ({exc}); re-export the model.") from exc
+            raise MetadataError(
+                f"{source}: tumorscan metadata is malformed ({exc}); re-export the model."
+            ) from exc
         spec.validate(source)
         return spec
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from tumorscan.export.exporter import ExportOptions, export_model
 from tumorscan.export.formats import select_targets
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from tumorscan.calibration import CalibrationWarning, select_calibration, stratified_quotas
 from tumorscan.errors import DatasetError
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from tumorscan.export.exporter import ExportOptions, ExportReport, export_model
 from tumorscan.export.formats import TARGETS
 

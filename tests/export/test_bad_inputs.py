@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from tumorscan.errors import DatasetError, ModelError, TumorscanError
 from tumorscan.export.exporter import ExportOptions, export_model
 from tumorscan.export.formats import select_targets

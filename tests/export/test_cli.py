@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
+
 from tumorscan.export.cli import export_command
 from tumorscan.metadata import read_model_spec
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from tumorscan.export.exporter import REPORT_JSON, REPORT_TEXT, ExportReport
 from tumorscan.export.keras_file import file_sha256, load_keras
 from tumorscan.folders import scan_dataset

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from tumorscan.errors import MetadataError, ModelError, TumorscanError
 from tumorscan.export.exporter import ExportOptions, export_model
 from tumorscan.export.formats import select_targets

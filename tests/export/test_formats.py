@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from tumorscan.export.formats import TARGETS, UnknownTargetError, parse_names, select_targets
 
 

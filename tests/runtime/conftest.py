@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from tumorscan.folders import scan_dataset
 from tumorscan.images import load_pixels
 from tumorscan.metadata import embed_tflite_metadata

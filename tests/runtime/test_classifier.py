@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tumorscan.backends as backends
 from PIL import Image
+
+import tumorscan.backends as backends
 from tumorscan import Classifier, Prediction, PredictionError
 from tumorscan.errors import MetadataError, MissingDependencyError, ModelError
 from tumorscan.images import load_pixels

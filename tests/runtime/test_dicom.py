@@ -11,6 +11,7 @@ import pytest
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, SecondaryCaptureImageStorage, generate_uid
+
 from tumorscan.dicom import dicom_to_image
 from tumorscan.errors import ImageError, ImageTooLargeError, MissingDependencyError
 from tumorscan.images import load_pixels

@@ -9,8 +9,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-import tumorscan.models as models
 from click.testing import CliRunner, Result
+
+import tumorscan.models as models
 from tumorscan.cli import expand_scan_arguments, infer_command
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from tumorscan.errors import MetadataError, ModelError
 from tumorscan.metadata import (
     embed_tflite_metadata,

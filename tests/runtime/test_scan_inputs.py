@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
 from tumorscan.errors import ImageError, ImageTooLargeError, UnsupportedFormatError
 from tumorscan.images import MAX_PIXELS, load_pixels
 

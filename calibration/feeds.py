@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
+
 from tumorscan.calibration.selection import CalibrationSet
 
 

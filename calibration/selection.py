@@ -34,6 +34,7 @@ from typing import Any
 import click
 import numpy as np
 from numpy.typing import NDArray
+
 from tumorscan.errors import DatasetError, ImageError
 from tumorscan.files import atomic_write_text
 from tumorscan.folders import scan_dataset

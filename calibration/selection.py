@@ -35,10 +35,10 @@ import click
 import numpy as np
 from numpy.typing import NDArray
 
-from tumorscan.errors import DatasetError, ImageError
+from tumorscan.errors import DatasetError
 from tumorscan.files import atomic_write_text
 from tumorscan.folders import scan_dataset
-from tumorscan.images import load_pixels
+from tumorscan.images import read_scan_file
 
 MANIFEST_FORMAT = "tumorscan-calibration"
 MANIFEST_VERSION = 1
@@ -249,17 +249,15 @@ def _take(
         if taken == quota:
             break
         name = path.relative_to(root).as_posix()
-        try:
-            sha = hashlib.sha256(path.read_bytes()).hexdigest()
-            if sha in seen:
-                skipped.append((name, f"same bytes as {seen[sha]}, already chosen."))
-                continue
-            pixels = load_pixels(path, size)
-        except (ImageError, OSError) as exc:
-            skipped.append((name, str(exc)))
+        scan = read_scan_file(path, size)
+        if scan.pixels is None:
+            skipped.append((name, str(scan.error)))
             continue
-        chosen.append((CalibrationEntry(name, sha, label), pixels))
-        seen[sha] = name
+        if scan.sha256 in seen:
+            skipped.append((name, f"same bytes as {seen[scan.sha256]}, already chosen."))
+            continue
+        chosen.append((CalibrationEntry(name, scan.sha256, label), scan.pixels))
+        seen[scan.sha256] = name
         taken += 1
         advance(1)
     return taken

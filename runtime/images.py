@@ -19,7 +19,9 @@ Normalisation is not done here: it lives inside the model graph.
 
 from __future__ import annotations
 
+import hashlib
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -179,3 +181,24 @@ def load_pixels(source: ImageSource, size: tuple[int, int]) -> NDArray[np.uint8]
     except Exception as exc:  # EXIF data is untrusted too
         raise ImageError(f"{name}: cannot convert the image to RGB ({exc}).") from exc
     return pixels
+
+
+@dataclass(frozen=True)
+class ScanFile:
+    """A scan file read for a dataset: its sha256, and its pixels or why they could not be had."""
+
+    sha256: str
+    pixels: NDArray[np.uint8] | None
+    error: str | None
+
+
+def read_scan_file(path: Path, size: tuple[int, int]) -> ScanFile:
+    """Hash a scan file's bytes and decode it with `load_pixels`; never raises for a bad file."""
+    try:
+        sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        return ScanFile("", None, f"{path}: cannot read the file ({exc.strerror}).")
+    try:
+        return ScanFile(sha256, load_pixels(path, size), None)
+    except ImageError as exc:
+        return ScanFile(sha256, None, str(exc))

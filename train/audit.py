@@ -18,7 +18,6 @@ re-windowed or cropped); from 14 bits on, neighbouring slices of one patient sta
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from collections.abc import Iterable, Iterator
@@ -31,10 +30,10 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from tumorscan.errors import DatasetError, ImageError, MissingDependencyError
+from tumorscan.errors import DatasetError, MissingDependencyError
 from tumorscan.files import atomic_write_text
 from tumorscan.folders import scan_dataset
-from tumorscan.images import load_pixels
+from tumorscan.images import read_scan_file
 
 AUDIT_VERSION = 1
 HASH_SIZE = 16
@@ -342,16 +341,11 @@ def _read_folder(root: Path, hashing: bool, progress: bool) -> list[_Scan]:
 
 def _read_scan(root: Path, path: Path, hasher: Any) -> _Scan:
     name = relative_name(path, root)
-    try:
-        sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError as exc:
-        return _Scan(name, "", f"{path}: cannot read the file ({exc.strerror}).", None)
-    try:
-        pixels = load_pixels(path, HASH_INPUT)
-    except ImageError as exc:
-        return _Scan(name, sha, str(exc), None)
-    bits = None if hasher is None else hasher(Image.fromarray(pixels), hash_size=HASH_SIZE).hash.ravel()
-    return _Scan(name, sha, None, bits)
+    scan = read_scan_file(path, HASH_INPUT)
+    if scan.pixels is None:
+        return _Scan(name, scan.sha256, scan.error, None)
+    bits = None if hasher is None else hasher(Image.fromarray(scan.pixels), hash_size=HASH_SIZE).hash.ravel()
+    return _Scan(name, scan.sha256, None, bits)
 
 
 def _perceptual_hasher() -> Any:

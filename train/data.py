@@ -24,10 +24,10 @@ import PIL
 from numpy.typing import NDArray
 
 import tumorscan
-from tumorscan.errors import DatasetError, ImageError
+from tumorscan.errors import DatasetError
 from tumorscan.files import atomic_write_text
 from tumorscan.folders import LabelledScan, class_folders, scan_dataset
-from tumorscan.images import load_pixels
+from tumorscan.images import read_scan_file
 
 CACHE_VERSION = 1
 INDEX_NAME = "index.json"
@@ -176,14 +176,8 @@ def _read_index(folder: Path, size: tuple[int, int]) -> dict[str, Any] | None:
 
 def _decode_one(path: Path, size: tuple[int, int]) -> tuple[NDArray[np.uint8] | None, str, str | None]:
     """(pixels or None, sha256 of the file, error message or None)."""
-    try:
-        sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError as exc:
-        return None, "", f"{path}: cannot read the file ({exc.strerror})."
-    try:
-        return load_pixels(path, size), sha, None
-    except ImageError as exc:
-        return None, sha, str(exc)
+    scan = read_scan_file(path, size)
+    return scan.pixels, scan.sha256, scan.error
 
 
 def _decode_all(

@@ -69,7 +69,9 @@ def parity_limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
     "--mode", "modes", help=f"Comma-separated modes: {', '.join(MODES)}. [default: fp32, or int8 with --int8]"
 )
 @click.option(
-    "--format", "formats", default=",".join(FORMATS), show_default=True, help="Comma-separated formats."
+    "--format",
+    "formats",
+    help=f"Comma-separated formats: {', '.join(FORMATS)}. [default: every format that supports each mode]",
 )
 @click.option(
     "--calibration",

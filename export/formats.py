@@ -150,19 +150,33 @@ def parse_names(text: str | Iterable[str], valid: tuple[str, ...], what: str) ->
     return names
 
 
-def select_targets(formats: Iterable[str], modes: Iterable[str]) -> tuple[ExportTarget, ...]:
-    """Every (format, mode) pair, in table order.
+def select_targets(
+    formats: str | Iterable[str] | None, modes: str | Iterable[str]
+) -> tuple[ExportTarget, ...]:
+    """The (format, mode) pairs to write, in table order.
+
+    Args:
+        formats: the formats asked for; None means every format that supports each mode.
+        modes: the modes asked for.
 
     Raises:
-        UnknownTargetError: an unknown name, or a format that does not support a requested mode.
+        UnknownTargetError: an unknown name, or a format asked for that does not support a requested mode.
     """
-    chosen_formats = parse_names(formats, FORMATS, "format")
     chosen_modes = parse_names(modes, MODES, "mode")
     table = {(target.format, target.mode): target for target in TARGETS}
-    missing = [f"{fmt} {mode}" for fmt in chosen_formats for mode in chosen_modes if (fmt, mode) not in table]
+    if formats is None:
+        chosen_formats = list(FORMATS)
+        missing = [mode for mode in chosen_modes if not any((fmt, mode) in table for fmt in FORMATS)]
+        chosen = tuple(t for t in TARGETS if t.mode in chosen_modes)
+    else:
+        chosen_formats = parse_names(formats, FORMATS, "format")
+        missing = [
+            f"{fmt} {mode}" for fmt in chosen_formats for mode in chosen_modes if (fmt, mode) not in table
+        ]
+        chosen = tuple(t for t in TARGETS if t.format in chosen_formats and t.mode in chosen_modes)
     if missing:
         raise UnknownTargetError(
             f"unsupported combination {', '.join(missing)}; supported modes per format: {_supported()}. "
             "Narrow --format or --mode."
         )
-    return tuple(t for t in TARGETS if t.format in chosen_formats and t.mode in chosen_modes)
+    return chosen

@@ -42,7 +42,7 @@ def test_unknown_mode_lists_the_valid_ones(tiny_keras_model: Path, tmp_path: Pat
 
 def test_fp16_for_onnx_is_an_unsupported_combination(tiny_keras_model: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        export_command, [str(tiny_keras_model), "--mode", "fp16", "--out", str(tmp_path)]
+        export_command, [str(tiny_keras_model), "--format", "onnx", "--mode", "fp16", "--out", str(tmp_path)]
     )
     assert result.exit_code == 1
     assert "unsupported combination onnx fp16" in result.output

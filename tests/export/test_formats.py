@@ -49,3 +49,9 @@ def test_output_path_is_stem_dash_mode_with_the_format_suffix() -> None:
 def test_every_writer_resolves_to_a_function() -> None:
     for target in TARGETS:
         assert callable(target.load_writer()), target.name
+
+
+def test_without_formats_every_mode_goes_to_the_formats_supporting_it() -> None:
+    chosen = select_targets(None, "fp32,fp16,dynamic,int8")
+    assert [t.name for t in chosen] == [t.name for t in TARGETS]
+    assert [t.name for t in select_targets(None, "fp16")] == ["tflite-fp16"]

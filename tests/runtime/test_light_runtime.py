@@ -46,3 +46,16 @@ def test_console_script_is_installed() -> None:
     script = Path(sys.executable).with_name("tumor-infer")
     done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60, check=True)
     assert "--model" in done.stdout and "--jsonl" in done.stdout
+
+
+def test_module_runs_as_tumor_infer(tflite_int8: Path, sample_test: Path) -> None:
+    scan = sorted(sample_test.rglob("*.jpg"))[0]
+    done = subprocess.run(
+        [sys.executable, "-m", "tumorscan", str(scan), "--model", str(tflite_int8), "--jsonl"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    record = json.loads(done.stdout.splitlines()[-1])
+    assert record["status"] == "ok" and record["source"] == str(scan)

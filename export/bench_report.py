@@ -396,7 +396,7 @@ def plot_bench(report: BenchReport) -> bytes:
         memory.set_ylabel("peak RSS (MB)")
         for axis, title in zip(row_axes, ("latency", "size", "memory"), strict=True):
             axis.set_xticks(positions, names, rotation=30, ha="right", fontsize="small")
-            axis.set_title(f"{Path(bench.model).name}: {title}", fontsize="medium")
+            axis.set_title(f"{bench.architecture} ({bench.model}): {title}", fontsize="medium")
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)

@@ -3,7 +3,6 @@ and how they are shown (a table on stdout, bench.json and bench.png)."""
 
 from __future__ import annotations
 
-import io
 import json
 import operator
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tumorscan.files import atomic_write_bytes, atomic_write_text
+from tumorscan.train.figures import new_figure, png_bytes
 
 OK = "ok"
 NOT_EXPORTED = "not exported"
@@ -369,12 +369,8 @@ def format_bench(report: BenchReport) -> str:
 
 def plot_bench(report: BenchReport) -> bytes:
     """PNG bytes: per model, bars of latency (bare and end-to-end), file size and peak memory per format."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(len(report.models), 3, figsize=(17, 4.2 * len(report.models)), squeeze=False)
+    figure = new_figure(figsize=(17, 4.2 * len(report.models)), layout="tight")
+    axes = figure.subplots(len(report.models), 3, squeeze=False)
     for row_axes, bench in zip(axes, report.models, strict=True):
         rows = [row for row in bench.formats if row.status == OK]
         names = [row.format for row in rows]
@@ -397,11 +393,7 @@ def plot_bench(report: BenchReport) -> bytes:
         for axis, title in zip(row_axes, ("latency", "size", "memory"), strict=True):
             axis.set_xticks(positions, names, rotation=30, ha="right", fontsize="small")
             axis.set_title(f"{bench.architecture} ({bench.model}): {title}", fontsize="medium")
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    plt.close(figure)
-    return buffer.getvalue()
+    return png_bytes(figure, dpi=110)
 
 
 def write_bench(report: BenchReport, out: Path) -> None:

@@ -21,6 +21,7 @@ from tumorscan.errors import DatasetError, MetadataError, TumorscanError
 from tumorscan.export.keras_file import file_sha256, load_keras, read_keras_spec
 from tumorscan.files import atomic_write_text
 from tumorscan.spec import ModelSpec
+from tumorscan.train.figures import new_figure, save_png
 
 BATCH_SIZE = 32
 
@@ -384,18 +385,14 @@ def format_parity(report: ParityReport) -> str:
 
 def plot_recall(report: ParityReport, path: Path) -> None:
     """Per-class recall of the original and each export, side by side (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     labels = report.labels
     series = (
         [("original (Keras)", report.exports[0].subsets["all"].original_recall)] if report.exports else []
     )
     series += [(Path(e.file).name, e.subsets["all"].export_recall) for e in report.exports]
     width = 0.8 / max(len(series), 1)
-    figure, axes = plt.subplots(figsize=(max(6, 1.8 * len(labels) + 0.6 * len(series)), 4))
+    figure = new_figure(figsize=(max(6, 1.8 * len(labels) + 0.6 * len(series)), 4), layout="tight")
+    axes = figure.subplots()
     positions = np.arange(len(labels))
     for index, (name, recall) in enumerate(series):
         axes.bar(positions + index * width, [recall.get(label, 0.0) for label in labels], width, label=name)
@@ -404,12 +401,7 @@ def plot_recall(report: ParityReport, path: Path) -> None:
     axes.set_ylabel("recall")
     axes.set_title(f"Per-class recall on {Path(report.data).name}")
     axes.legend(fontsize="small")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial.png")
-    figure.savefig(partial, dpi=120)
-    plt.close(figure)
-    partial.replace(path)
+    save_png(figure, path)
 
 
 def write_parity(report: ParityReport, out: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -11,7 +10,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from tumorscan.files import atomic_write_bytes, atomic_write_text
+from tumorscan.files import atomic_write_text
+from tumorscan.train.figures import new_figure, save_png
 
 AVERAGES = ("macro avg", "weighted avg")
 
@@ -112,30 +112,10 @@ def format_report(report: Mapping[str, Any], digits: int = 2) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _save_figure(figure: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_confusion_matrices(reports: Mapping[str, Mapping[str, Any]], path: Path) -> None:
     """One confusion-matrix panel per named report (e.g. validation, test), saved as a PNG."""
-    plt = _pyplot()
-    figure, axes = plt.subplots(
-        1, len(reports), figsize=(7 * len(reports), 5.5), squeeze=False, layout="constrained"
-    )
+    figure = new_figure(figsize=(7 * len(reports), 5.5), layout="constrained")
+    axes = figure.subplots(1, len(reports), squeeze=False)
     for axis, (name, report) in zip(axes[0], reports.items(), strict=True):
         matrix = np.asarray(report["confusion_matrix"])
         labels = list(report["classes"])
@@ -151,13 +131,13 @@ def plot_confusion_matrices(reports: Mapping[str, Mapping[str, Any]], path: Path
             axis.text(
                 j, i, str(value), ha="center", va="center", color="white" if value > threshold else "black"
             )
-    _save_figure(figure, path)
+    save_png(figure, path)
 
 
 def plot_learning_curves(history: Mapping[str, Sequence[float]], path: Path) -> None:
     """Loss and accuracy per epoch, training and validation, saved as a PNG."""
-    plt = _pyplot()
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    figure = new_figure(figsize=(11, 4), layout="constrained")
+    axes = figure.subplots(1, 2)
     epochs = np.arange(1, len(history.get("loss", [])) + 1)
     for axis, metric in zip(axes, ("loss", "accuracy"), strict=True):
         for key, style in ((metric, "-"), (f"val_{metric}", "--")):
@@ -168,7 +148,7 @@ def plot_learning_curves(history: Mapping[str, Sequence[float]], path: Path) -> 
         axis.grid(alpha=0.3)
         if axis.get_legend_handles_labels()[0]:
             axis.legend()
-    _save_figure(figure, path)
+    save_png(figure, path)
 
 
 def format_reports(

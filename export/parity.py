@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,15 +204,21 @@ def _check_provenance(
         warnings.warn(message + "; compared anyway.", stacklevel=2)
 
 
+def in_batches(
+    call: Callable[[NDArray[np.uint8]], Any], pixels: NDArray[np.uint8], batch_size: int = BATCH_SIZE
+) -> NDArray[np.float32]:
+    """`call` on consecutive batches of `pixels`, the results stacked as float32 rows."""
+    rows = [
+        np.asarray(call(pixels[start : start + batch_size])) for start in range(0, len(pixels), batch_size)
+    ]
+    return np.concatenate(rows).astype(np.float32)
+
+
 def keras_probabilities(
     model: Any, pixels: NDArray[np.uint8], batch_size: int = BATCH_SIZE
 ) -> NDArray[np.float32]:
     """Call the Keras model directly on pixel batches (float32 0-255, as the graph expects)."""
-    rows = [
-        np.asarray(model(pixels[start : start + batch_size].astype(np.float32), training=False))
-        for start in range(0, len(pixels), batch_size)
-    ]
-    return np.concatenate(rows).astype(np.float32)
+    return in_batches(lambda batch: model(batch.astype(np.float32), training=False), pixels, batch_size)
 
 
 def run_parity(
@@ -305,9 +311,7 @@ def measure_parity(
     reference = keras_probabilities(model, pixels)
     results = []
     for path, classifier in zip(exported, classifiers, strict=True):
-        probabilities = np.concatenate(
-            [classifier.probabilities(pixels[s : s + BATCH_SIZE]) for s in range(0, len(pixels), BATCH_SIZE)]
-        )
+        probabilities = in_batches(classifier.probabilities, pixels)
         by_subset = {}
         for name, subset_rows in subsets.items():
             index = np.array([position[row] for row in subset_rows], dtype=np.int64)

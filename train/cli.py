@@ -50,7 +50,8 @@ FOLDER = click.Path(path_type=Path, file_okay=False)
     default="seed",
     show_default=True,
     help="seed: rotation up to 40 degrees and horizontal flips; strong: also zoom, shifts, brightness and "
-    "contrast; none. Ignored by vgg16, which trains on cached features.",
+    "contrast; shift: flips, small rotations, zoom mostly inwards, shifts, black fill and random gamma (the "
+    "test source's framing and brightness); none. Ignored by vgg16, which trains on cached features.",
 )
 @click.option(
     "--class-weights", is_flag=True, help="Weight the loss so every class counts equally (balanced)."

@@ -13,7 +13,7 @@ def test_none_means_no_augmenter() -> None:
 
 
 def test_unknown_name_lists_the_valid_ones() -> None:
-    with pytest.raises(ValueError, match="seed, strong, none"):
+    with pytest.raises(ValueError, match="seed, strong, shift, none"):
         augmentation_layers("wild")
 
 
@@ -23,6 +23,26 @@ def test_strong_extends_seed() -> None:
     assert seed == ["RandomRotation", "RandomFlip"]
     assert strong[:2] == seed
     assert {"RandomZoom", "RandomTranslation", "RandomBrightness", "RandomContrast"} <= set(strong)
+
+
+def test_shift_fills_with_black_so_the_background_stays_an_mri_background() -> None:
+    layers = augmentation_layers("shift")
+    geometric = [layer for layer in layers if type(layer).__name__ != "RandomFlip"]
+    assert geometric and all(layer.fill_mode == "constant" and layer.fill_value == 0 for layer in geometric)
+
+
+def test_random_gamma_keeps_black_and_white_and_changes_mid_tones() -> None:
+    import tensorflow as tf
+
+    from tumorscan.train.augment import random_gamma
+
+    row = np.array([0.0, 128.0, 255.0], np.float32)
+    images = tf.constant(np.tile(row, (16, 2, 1, 1)).reshape(16, 2, 3, 1))
+    out = random_gamma(images, limit=1.8, seed=3).numpy()
+    assert np.allclose(out[..., 0, :], 0.0) and np.allclose(out[..., 2, :], 255.0, atol=1e-3)
+    mid = out[:, 0, 1, 0]
+    assert mid.min() >= 255 * 0.5**1.8 - 1e-3 and mid.max() <= 255 * 0.5 ** (1 / 1.8) + 1e-3
+    assert np.ptp(mid) > 10  # each image draws its own gamma
 
 
 @pytest.mark.parametrize("name", [name for name in AUGMENTATIONS if name != "none"])

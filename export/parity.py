@@ -44,12 +44,18 @@ class ParityLimits:
 
 @dataclass(frozen=True)
 class Flip:
-    """A scan whose top-1 prediction differs between original and export."""
+    """A scan whose top-1 prediction differs between original and export.
+
+    `margin` is the original's top-1 probability minus its runner-up's; `tie` says the export gave its
+    two highest classes the same probability (common with 8-bit outputs), so its top-1 is the first.
+    """
 
     scan: str
     truth: str
     original: str
     exported: str
+    margin: float
+    tie: bool
 
 
 @dataclass(frozen=True)
@@ -141,8 +147,17 @@ def compare_probabilities(
     original_accuracy = float(np.mean(original_top == truth)) if len(truth) else 0.0
     export_accuracy = float(np.mean(exported_top == truth)) if len(truth) else 0.0
     differences = np.abs(original - exported)
+    original_two = np.sort(original, axis=1)[:, -2:]  # a flip needs two classes or more
+    exported_two = np.sort(exported, axis=1)[:, -2:]
     flips = [
-        Flip(names[i], labels[truth[i]], labels[original_top[i]], labels[exported_top[i]])
+        Flip(
+            names[i],
+            labels[truth[i]],
+            labels[original_top[i]],
+            labels[exported_top[i]],
+            margin=float(original_two[i, 1] - original_two[i, 0]),
+            tie=bool(exported_two[i, 1] == exported_two[i, 0]),
+        )
         for i in np.flatnonzero(original_top != exported_top)
     ]
     return SubsetParity(
@@ -377,7 +392,9 @@ def format_parity(report: ParityReport) -> str:
         if flips:
             lines.append(f"{Path(export.file).name}: {len(flips)} flipped scans")
             lines += [
-                f"  {f.scan}: truth {f.truth}, original {f.original}, export {f.exported}" for f in flips
+                f"  {f.scan}: truth {f.truth}, original {f.original}, export {f.exported}"
+                f" (original margin {f.margin:.3f}{', tie in the export' if f.tie else ''})"
+                for f in flips
             ]
     if report.unreadable:
         lines.append(f"{len(report.unreadable)} unreadable scans skipped:")

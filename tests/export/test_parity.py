@@ -12,7 +12,13 @@ from click.testing import CliRunner
 from tumorscan.classifier import Classifier
 from tumorscan.export.cli import export_command, parity_command
 from tumorscan.export.exporter import ExportReport
-from tumorscan.export.parity import ParityError, ParityLimits, ParityReport, run_parity
+from tumorscan.export.parity import (
+    ParityError,
+    ParityLimits,
+    ParityReport,
+    compare_probabilities,
+    run_parity,
+)
 
 FP32_TOLERANCE = 1e-4
 """fp32 files run the same float graph; only kernel summation order differs."""
@@ -36,6 +42,21 @@ def test_fp32_exports_agree_on_every_scan(parity: ParityReport) -> None:
         full = export.subsets["all"]
         assert full.agreement == 1.0 and not full.flips
         assert full.max_abs_diff < FP32_TOLERANCE
+
+
+def test_flips_carry_the_original_margin_and_ties_in_the_export() -> None:
+    original = np.array([[0.1, 0.5, 0.4], [0.7, 0.2, 0.1], [0.2, 0.3, 0.5]], np.float32)
+    exported = np.array([[0.1, 0.45, 0.45], [0.7, 0.2, 0.1], [0.1, 0.6, 0.3]], np.float32)
+    subset = compare_probabilities(original, exported, np.array([1, 0, 2]), ["a", "b", "c"], ["x", "y", "z"])
+    assert subset.agreement == pytest.approx(2 / 3)
+    (flip,) = subset.flips
+    assert (flip.scan, flip.truth, flip.original, flip.exported) == ("z", "c", "c", "b")
+    assert flip.margin == pytest.approx(0.2) and not flip.tie
+    original[0] = [0.1, 0.4, 0.5]
+    (flip, _) = compare_probabilities(
+        original, exported, np.array([1, 0, 2]), ["a", "b", "c"], ["x", "y", "z"]
+    ).flips
+    assert flip.scan == "x" and flip.tie and flip.margin == pytest.approx(0.1)
 
 
 def test_quantized_exports_stay_within_the_limits(parity: ParityReport) -> None:

@@ -57,6 +57,13 @@ FOLDER = click.Path(path_type=Path, file_okay=False)
     "--class-weights", is_flag=True, help="Weight the loss so every class counts equally (balanced)."
 )
 @click.option(
+    "--label-smoothing",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.0,
+    show_default=True,
+    help="Move this share of each label evenly onto all classes (smaller logits, finer int8 steps).",
+)
+@click.option(
     "--patience", type=click.IntRange(min=1), default=5, show_default=True, help="Early-stopping epochs."
 )
 @click.option(

@@ -67,6 +67,7 @@ class TrainConfig:
     seed: int = 0
     augment: str = "seed"
     class_weights: bool = False
+    label_smoothing: float = 0.0
     patience: int = 5
     monitor: str = "val_loss"
     weights: str | None = None
@@ -94,6 +95,8 @@ class TrainConfig:
             problems.append("--size must be at least 32")
         if self.patience < 1:
             problems.append("--patience must be at least 1")
+        if not 0 <= self.label_smoothing < 1:
+            problems.append("--label-smoothing must be at least 0 and below 1")
         if self.augment not in AUGMENTATIONS:
             problems.append(f"--augment must be one of {', '.join(AUGMENTATIONS)}")
         if self.monitor not in MONITORS:
@@ -379,13 +382,15 @@ def _model_to_fit(
     """A new compiled model, or the last checkpoint (weights and optimizer state) when resuming."""
     import keras
 
+    from tumorscan.train.losses import training_loss  # registers the loss before a checkpoint loads
+
     with strategy.scope():
         if state is not None:
             return keras.models.load_model(config.out / CHECKPOINTS / "last.keras")
         model = pipeline.build()
         model.compile(
             optimizer=keras.optimizers.Adam(config.lr),
-            loss="sparse_categorical_crossentropy",
+            loss=training_loss(config.label_smoothing),
             metrics=["accuracy"],
         )
         return model

@@ -23,11 +23,12 @@ def run_train(*args: str | Path) -> Result:
 
 @pytest.fixture(scope="module")
 def trained(sample_train: Path, sample_test: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One epoch of cnn2 with a test folder and the audit: the run folder."""
+    """One epoch of cnn2 with a test folder, the audit and smoothed labels: the run folder."""
     out = tmp_path_factory.mktemp("runs") / "cnn2"
     result = run_train(
         "--arch", "cnn2", "--data", sample_train, "--test", sample_test, "--epochs", "1", "--out", out,
         "--size", "32", "--batch-size", "8", "--augment", "strong", "--class-weights",
+        "--label-smoothing", "0.1",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     return out
@@ -60,6 +61,7 @@ def test_model_carries_its_spec(trained: Path) -> None:
     assert spec.architecture == "cnn2"
     provenance = spec.provenance
     assert provenance["config"]["augment"] == "strong" and provenance["seed"] == 0
+    assert provenance["config"]["label_smoothing"] == 0.1
     assert provenance["dataset"]["counts"]["train"] == dict.fromkeys(LABELS, 5)
     assert {"tensorflow", "keras", "numpy", "pillow", "tumorscan"} <= set(provenance["versions"])
     model = load_keras(trained / "model.keras")

@@ -20,8 +20,6 @@ from .formats import ExportJob, import_optional
 
 OPSET = 17
 INPUT_NAME = "pixels"
-FLOAT_OPS = frozenset({"Softmax"})
-"""Operators int8 ONNX exports keep in float32."""
 OUTPUT_NAME = "probabilities"
 BATCH_DIMENSION = "batch"
 
@@ -79,10 +77,7 @@ def write_fp32(job: ExportJob) -> Path:
 
 
 def write_int8(job: ExportJob) -> Path:
-    """Static QDQ int8: per-channel int8 weights, int8 activations calibrated on the calibration scans.
-
-    The final softmax runs in float32 on the dequantized logits (`FLOAT_OPS`).
-    """
+    """Static QDQ int8: per-channel int8 weights, int8 activations calibrated on the calibration scans."""
     from tumorscan.calibration import OnnxCalibrationReader
 
     onnx = import_optional("onnx", "Exporting ONNX models")
@@ -99,8 +94,6 @@ def write_int8(job: ExportJob) -> Path:
         onnx.save(_fp32_proto(job), fp32)
         # ONNX's own shape inference covers image classifiers; the symbolic pass needs sympy.
         shape_inference.quant_pre_process(fp32, prepared, skip_symbolic_shape=True)
-        # Softmax stays float: quantized, its output comes in steps of 1/256, and near-tied classes tie.
-        softmax = [node.name for node in onnx.load(prepared).graph.node if node.op_type in FLOAT_OPS]
         try:
             quantization.quantize_static(
                 prepared,
@@ -111,7 +104,6 @@ def write_int8(job: ExportJob) -> Path:
                 activation_type=quantization.QuantType.QInt8,
                 weight_type=quantization.QuantType.QInt8,
                 calibrate_method=methods[job.calibration_method],
-                nodes_to_exclude=softmax,
             )
         except Exception as exc:  # onnxruntime raises its own error types
             raise ModelError(f"{job.path.name}: ONNX int8 quantization failed ({exc}).") from exc
@@ -124,5 +116,4 @@ def write_int8(job: ExportJob) -> Path:
         format="QDQ",
         per_channel=True,
         calibration_method=job.calibration_method,
-        float_ops=sorted(FLOAT_OPS),
     )

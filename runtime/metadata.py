@@ -233,13 +233,14 @@ def read_model_file(path: Path) -> bytes:
         raise ModelError(f"{path}: cannot read the model file ({exc.strerror}).") from exc
 
 
-def read_model_spec(path: Path) -> ModelSpec:
+def read_model_spec(path: str | Path) -> ModelSpec:
     """The spec embedded in a .tflite or .onnx file, dispatched on the suffix.
 
     Raises:
         ModelError: missing file, unknown suffix, malformed model.
         MetadataError: no or invalid tumorscan metadata.
     """
+    path = Path(path)
     content = read_model_file(path)
     if path.suffix.lower() == ".onnx":
         return read_onnx_spec(content, str(path))

@@ -82,6 +82,7 @@ def test_truncated_tflite_is_a_model_error(tflite_fp32: Path, tmp_path: Path) ->
 
 def test_onnx_spec(onnx_model: Path, onnx_plain: Path, tiny_spec: ModelSpec) -> None:
     assert read_model_spec(onnx_model).labels == tiny_spec.labels
+    assert read_model_spec(str(onnx_model)) == read_model_spec(onnx_model)  # a str path works too
     assert read_onnx_spec(onnx_model.read_bytes(), "tiny").input == tiny_spec.input
     with pytest.raises(MetadataError, match=r"tiny_plain\.onnx.*no tumorscan metadata"):
         read_model_spec(onnx_plain)

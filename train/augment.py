@@ -33,7 +33,7 @@ SHIFT_GAMMA = 1.8  # gamma drawn log-uniformly from [1/1.8, 1.8]
 
 
 def augmentation_layers(name: str, seed: int = 0) -> list[Any]:
-    """The Keras preprocessing layers of augmentation `name` (pixels in 0-255), in order.
+    """The steps of augmentation `name` (pixels in 0-255), in order: Keras random layers and `RandomGamma`.
 
     Raises:
         ValueError: unknown name.
@@ -52,6 +52,7 @@ def augmentation_layers(name: str, seed: int = 0) -> list[Any]:
             layers.RandomTranslation(
                 SHIFT_TRANSLATION, SHIFT_TRANSLATION, fill_mode="constant", seed=seed + 3
             ),
+            RandomGamma(SHIFT_GAMMA, seed=seed + 4),
         ]
     chosen = [
         layers.RandomRotation(ROTATION_DEGREES / 360, fill_mode="nearest", seed=seed),
@@ -77,6 +78,17 @@ def random_gamma(images: Any, limit: float, seed: int) -> Any:
     return 255.0 * tf.pow(tf.clip_by_value(images / 255.0, 0.0, 1.0), tf.exp(log_gamma))
 
 
+class RandomGamma:
+    """An augmentation step like Keras's random layers: `random_gamma` while training, else the identity."""
+
+    def __init__(self, limit: float, seed: int) -> None:
+        self.limit = limit
+        self.seed = seed
+
+    def __call__(self, images: Any, training: bool = True) -> Any:
+        return random_gamma(images, self.limit, self.seed) if training else images
+
+
 def make_augmenter(name: str, seed: int = 0) -> Callable[[Any], Any] | None:
     """A function augmenting a float32 batch of 0-255 pixels, or None for "none"."""
     chosen = augmentation_layers(name, seed)
@@ -86,8 +98,6 @@ def make_augmenter(name: str, seed: int = 0) -> Callable[[Any], Any] | None:
     def augment(images: Any) -> Any:
         for layer in chosen:
             images = layer(images, training=True)
-        if name == "shift":
-            images = random_gamma(images, SHIFT_GAMMA, seed + 4)
         return images
 
     return augment

@@ -29,7 +29,7 @@ from tumorscan.files import atomic_write_text
 from tumorscan.folders import LabelledScan, class_folders, scan_dataset
 from tumorscan.images import read_scan_file
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 INDEX_NAME = "index.json"
 PIXELS_NAME = "pixels.npy"
 DECODE_THREADS = 4

@@ -2,7 +2,9 @@
 
 The model is converted from a concrete function with a fixed 1xHxWx3 float32 input (RGB 0-255).
 Full-integer int8 keeps only integer kernels (TFLITE_BUILTINS_INT8) and takes uint8 pixels and
-returns uint8 probabilities, so a device feeds raw pixels 0-255. The spec is embedded in each file.
+returns uint8 probabilities, so a device feeds raw pixels 0-255 (uint8, not int8, output also keeps
+the files readable by MediaPipe, which rejects int8 outputs). Each file carries the tumorscan spec,
+then the standard image-classifier metadata (`tflite_metadata`), written last because of its archive.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from tumorscan.metadata import embed_tflite_metadata
 from tumorscan.spec import ModelSpec
 
 from .formats import ExportJob, import_optional
+from .tflite_metadata import add_standard_metadata
 
 INPUT_NAME = "pixels"
 
@@ -47,13 +50,18 @@ def _convert(job: ExportJob, converter: Any) -> bytes:
     return model_bytes
 
 
+def _with_metadata(model_bytes: bytes, spec: ModelSpec, source: Path) -> bytes:
+    """The model with `spec` embedded, then the standard metadata (which must come last)."""
+    return add_standard_metadata(embed_tflite_metadata(model_bytes, spec), str(source))
+
+
 def write_spec(path: Path, spec: ModelSpec) -> None:
-    """Replace the spec stored in an exported TFLite file (atomically)."""
-    atomic_write_bytes(path, embed_tflite_metadata(path.read_bytes(), spec))
+    """Replace the spec stored in an exported TFLite file (atomically); the standard metadata follows."""
+    atomic_write_bytes(path, _with_metadata(path.read_bytes(), spec, path))
 
 
 def _save(job: ExportJob, model_bytes: bytes, **quantization: Any) -> Path:
-    atomic_write_bytes(job.path, embed_tflite_metadata(model_bytes, job.file_spec(**quantization)))
+    atomic_write_bytes(job.path, _with_metadata(model_bytes, job.file_spec(**quantization), job.path))
     return job.path
 
 

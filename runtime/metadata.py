@@ -38,6 +38,18 @@ def embed_tflite_metadata(model_bytes: bytes, spec: ModelSpec) -> bytes:
     Raises:
         ModelError: the bytes are not a TFLite model, or one over 2 GB.
     """
+    return set_tflite_metadata_entry(model_bytes, METADATA_KEY, spec.to_json().encode("utf-8"))
+
+
+def set_tflite_metadata_entry(model_bytes: bytes, name: str, data: bytes) -> bytes:
+    """Return a copy of a TFLite model whose metadata entry `name` holds `data`.
+
+    An existing entry of that name is replaced; other entries are kept. Anything appended after the
+    flatbuffer (such as a ZIP of associated files) is not carried over.
+
+    Raises:
+        ModelError: the bytes are not a TFLite model, or one over 2 GB.
+    """
     import numpy as np
 
     if not is_tflite(model_bytes):
@@ -48,21 +60,21 @@ def embed_tflite_metadata(model_bytes: bytes, spec: ModelSpec) -> bytes:
     model = schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
     if any((buffer.offset or 0) > 1 for buffer in model.buffers or []):
         raise ModelError("model: buffers stored outside the flatbuffer (models over 2 GB) are not supported.")
-    data = np.frombuffer(spec.to_json().encode("utf-8"), dtype=np.uint8).copy()
+    array = np.frombuffer(data, dtype=np.uint8).copy()
     model.buffers = model.buffers or []
     model.metadata = model.metadata or []
-    key = METADATA_KEY.encode("utf-8")
-    entry = next((m for m in model.metadata if m.name in (key, METADATA_KEY)), None)
+    key = name.encode("utf-8")
+    entry = next((m for m in model.metadata if m.name in (key, name)), None)
     if entry is None:
         buffer = schema.BufferT()
         model.buffers.append(buffer)
         entry = schema.MetadataT()
-        entry.name = METADATA_KEY
+        entry.name = name
         entry.buffer = len(model.buffers) - 1
         model.metadata.append(entry)
     buffer = model.buffers[entry.buffer]
-    buffer.data, buffer.offset, buffer.size = data, 0, 0
-    builder = flatbuffers.Builder(len(model_bytes) + len(data) + 1024)
+    buffer.data, buffer.offset, buffer.size = array, 0, 0
+    builder = flatbuffers.Builder(len(model_bytes) + len(array) + 1024)
     builder.Finish(model.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
     return bytes(builder.Output())
 

@@ -1,14 +1,20 @@
-"""Choosing the calibration scans: deterministic, stratified by class, decoded once, recorded in a manifest.
+"""Choosing the calibration scans: deterministic, stratified by folder, decoded once, recorded in a manifest.
+
+Quantization needs images, not labels, so any folder of scans calibrates: class folders, a flat
+folder, or folders nested to any depth; folder names need not match the model's labels.
 
 Selection rules, in order:
 
-1. Scans are listed with `tumorscan.folders.scan_dataset` (sorted by class, then path); scans in
-   `exclude` are dropped.
-2. Each class gets a quota by largest-remainder apportionment of `count` in proportion to its number
-   of scans, with a floor of one scan per class: every class first gets max(1, floor(share)); leftover
-   places go to the largest fractional remainders (ties: class order), and places over `count` (from
-   the floor of one) are taken back from the smallest remainders among classes holding more than one.
-   When `count` reaches the number of scans, every scan is used.
+1. Every scan under the folder is listed (recursively, sorted by path) and put in a group: the
+   top-level sub-folder it lies in (usually its class), or "." for scans directly in the folder;
+   scans in `exclude` are dropped. A folder holding dataset splits (Training/Testing) is refused.
+   When there are more groups than `count`, every scan goes into the one group ".".
+2. Each group (a "class" below) gets a quota by largest-remainder apportionment of `count` in
+   proportion to its number of scans, with a floor of one scan per class: every class first gets
+   max(1, floor(share)); leftover places go to the largest fractional remainders (ties: class
+   order), and places over `count` (from the floor of one) are taken back from the smallest
+   remainders among classes holding more than one. When `count` reaches the number of scans, every
+   scan is used.
 3. One `numpy.random.default_rng(seed)` shuffles each class's sorted list, classes in sorted order; a
    class's scans are decoded in that order until its quota is met, so a scan that fails to decode, or
    whose bytes equal a scan already chosen, is named, skipped and replaced by the next one of its class.
@@ -37,8 +43,8 @@ from numpy.typing import NDArray
 
 from tumorscan.errors import DatasetError
 from tumorscan.files import atomic_write_text
-from tumorscan.folders import scan_dataset
-from tumorscan.images import read_scan_file
+from tumorscan.folders import list_scans, refuse_split_root
+from tumorscan.images import SCAN_EXTENSIONS, read_scan_file
 
 MANIFEST_FORMAT = "tumorscan-calibration"
 MANIFEST_VERSION = 1
@@ -52,7 +58,7 @@ class CalibrationWarning(UserWarning):
 
 @dataclass(frozen=True)
 class CalibrationEntry:
-    """One calibration scan: its path relative to the dataset folder, the sha256 of its bytes, its class."""
+    """One calibration scan: its path relative to the folder, the sha256 of its bytes, its group (rule 1)."""
 
     path: str
     sha256: str
@@ -91,7 +97,7 @@ class CalibrationSet:
         return tuple(self.root / entry.path for entry in self.entries)
 
     def label_counts(self) -> dict[str, int]:
-        """Scans used per class."""
+        """Scans used per group (top-level sub-folder, "." for the folder itself)."""
         counts: dict[str, int] = {}
         for entry in self.entries:
             counts[entry.label] = counts.get(entry.label, 0) + 1
@@ -145,39 +151,34 @@ def select_calibration(
     size: tuple[int, int],
     count: int = 300,
     seed: int = 0,
-    labels: tuple[str, ...] | None = None,
     exclude: Iterable[Path] = (),
     progress: bool = True,
 ) -> CalibrationSet:
-    """Choose and decode a stratified, seeded calibration set from a class-folder dataset.
+    """Choose and decode a stratified, seeded calibration set from any folder of scans.
 
     Args:
-        root: folder with one sub-folder per class (usually the training set).
+        root: a folder of scans: class folders (usually the training set), flat or nested.
         size: (height, width) of the model input.
         count: how many scans to use.
         seed: selection seed; the same seed and files give the same selection.
-        labels: the model's classes; a class folder outside them is an error.
         exclude: scans never to use (e.g. those a parity check or evaluation will use).
         progress: show a progress bar on stderr while decoding.
 
     Raises:
-        DatasetError: the folder is missing or empty, `count` is below the number of classes,
-            or no scan decodes.
+        DatasetError: the folder is missing, holds no scans or holds dataset splits, or no scan decodes.
     """
     root = root.resolve()
     excluded = {Path(path).resolve() for path in exclude}
-    candidates: dict[str, list[Path]] = {}
-    for scan in scan_dataset(root, labels):
-        if scan.path.resolve() not in excluded:
-            candidates.setdefault(scan.label, []).append(scan.path)
-    notes = [f"class {label}: no scans available." for label in labels or () if label not in candidates]
+    candidates = {
+        group: kept
+        for group, files in scan_groups(root).items()
+        if (kept := [path for path in files if path.resolve() not in excluded])
+    }
+    notes: list[str] = []
     if not candidates:
         raise DatasetError(f"{root}: every scan is excluded; nothing is left to calibrate on.")
     if count < len(candidates):
-        raise DatasetError(
-            f"a calibration count of {count} is below the {len(candidates)} classes of {root}; "
-            f"ask for at least {MIN_RECOMMENDED}."
-        )
+        candidates = {".": sorted(path for files in candidates.values() for path in files)}
     quotas = stratified_quotas({label: len(files) for label, files in candidates.items()}, count)
     available = sum(len(files) for files in candidates.values())
     if count > available:
@@ -194,7 +195,7 @@ def select_calibration(
             taken = _take(label, files, quotas[label], root, size, chosen, skipped, advance)
             if taken < quotas[label]:
                 notes.append(
-                    f"class {label}: only {taken} of {quotas[label]} scans are readable and distinct."
+                    f"folder {label}: only {taken} of {quotas[label]} scans are readable and distinct."
                 )
     if not chosen:
         raise DatasetError(
@@ -226,6 +227,24 @@ def select_calibration(
         warnings=tuple(notes),
         _pixels=pixels,
     )
+
+
+def scan_groups(root: Path) -> dict[str, list[Path]]:
+    """Every scan under `root` by group (rule 1), each group sorted by path.
+
+    Raises:
+        DatasetError: the folder is missing, holds dataset splits or holds no scans.
+    """
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such folder; pass a folder of scans (e.g. the training set).")
+    refuse_split_root(root)
+    groups: dict[str, list[Path]] = {}
+    for path in list_scans(root):
+        parts = path.relative_to(root).parts
+        groups.setdefault(parts[0] if len(parts) > 1 else ".", []).append(path)
+    if not groups:
+        raise DatasetError(f"{root}: holds no scans (accepted: {', '.join(SCAN_EXTENSIONS)}).")
+    return dict(sorted(groups.items()))
 
 
 def _take(

@@ -76,7 +76,8 @@ def parity_limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--calibration",
     type=click.Path(path_type=Path),
-    help="Class-folder dataset of calibration scans for int8 (e.g. the training set).",
+    help="Folder of calibration scans for int8 (e.g. the training set): class folders (stratified by "
+    "folder), flat or nested; names need not match the labels.",
 )
 @click.option("--calibration-count", type=click.IntRange(min=1), default=300, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Calibration selection seed.")

@@ -24,6 +24,7 @@ import numpy as np
 
 from tumorscan.errors import MetadataError, TumorscanError
 from tumorscan.files import atomic_write_text
+from tumorscan.folders import refuse_split_roots
 from tumorscan.metadata import read_model_spec
 from tumorscan.spec import InputSpec, ModelSpec
 
@@ -52,7 +53,7 @@ class ExportOptions:
     Attributes:
         targets: the format-modes to write (see `formats.select_targets`).
         out_dir: the output folder.
-        calibration_root: class-folder dataset of calibration scans (needed by int8 targets).
+        calibration_root: folder of calibration scans, any layout (needed by int8 targets).
         calibration_count: how many calibration scans to use.
         seed: calibration selection seed.
         calibration_method: ONNX int8 calibration: minmax, entropy or percentile.
@@ -249,7 +250,6 @@ def _select_calibration(
     root: Path,
     options: ExportOptions,
     size: tuple[int, int],
-    labels: tuple[str, ...],
     log: Log,
     progress: bool,
 ) -> CalibrationSet:
@@ -263,7 +263,6 @@ def _select_calibration(
             size,
             count=options.calibration_count,
             seed=options.seed,
-            labels=labels,
             progress=progress,
         )
     for note in calibration.warnings:
@@ -325,9 +324,10 @@ def export_model(
     root = options.calibration_root if calibrated else None
     if calibrated and root is None:
         raise TumorscanError(
-            f"{', '.join(calibrated)} need calibration scans: pass --calibration DIR, a class-folder "
-            "dataset like the training set."
+            f"{', '.join(calibrated)} need calibration scans: pass --calibration DIR, a folder of scans "
+            "like the training set."
         )
+    refuse_split_roots(root, options.parity_data)
     ensure_writable(options.out_dir)
     own_spec = _own_spec(model_path, options)
     log(f"Loading {model_path}")
@@ -336,9 +336,7 @@ def export_model(
     spec = own_spec or _foreign_spec(model, size, options, source)
     prepared = prepare_model(model, size, options.preprocess or "none", options.logits)
     check_output_shape(prepared, spec.labels, source)
-    calibration = (
-        None if root is None else _select_calibration(root, options, size, spec.labels, log, progress)
-    )
+    calibration = None if root is None else _select_calibration(root, options, size, log, progress)
     check_probabilities(prepared, _sample_pixels(calibration, size, options.seed), options.logits, source)
 
     stem = model_path.stem

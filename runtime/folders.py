@@ -8,6 +8,17 @@ from pathlib import Path
 from .errors import DatasetError
 from .images import SCAN_EXTENSIONS, is_scan_file
 
+SPLIT_ROLES = {
+    "train": "training",
+    "training": "training",
+    "val": "validation",
+    "valid": "validation",
+    "validation": "validation",
+    "test": "testing",
+    "testing": "testing",
+}
+"""Sub-folder names (lower case) that mark a dataset root holding splits, and what each split is for."""
+
 
 @dataclass(frozen=True)
 class LabelledScan:
@@ -23,15 +34,43 @@ def list_scans(folder: Path, recursive: bool = True) -> list[Path]:
     return sorted(p for p in folder.glob(pattern) if p.is_file() and is_scan_file(p))
 
 
+def sub_folders(root: Path) -> list[str]:
+    """The names of `root`'s visible sub-folders, sorted."""
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def refuse_split_root(root: Path) -> None:
+    """Refuse a dataset root whose sub-folders are its splits (Training/Testing, train/val/test).
+
+    Raises:
+        DatasetError: every sub-folder is named like a split (case-insensitive); the message names them.
+    """
+    names = sub_folders(root)
+    if names and all(name.lower() in SPLIT_ROLES for name in names):
+        splits = ", ".join(f"{root / name} ({SPLIT_ROLES[name.lower()]})" for name in names)
+        raise DatasetError(
+            f"{root}: its sub-folders are dataset splits, not classes; "
+            f"pass the split to use instead: {splits}."
+        )
+
+
+def refuse_split_roots(*folders: Path | None) -> None:
+    """`refuse_split_root` for each given folder that exists (to check options before slow work)."""
+    for folder in folders:
+        if folder is not None and folder.is_dir():
+            refuse_split_root(folder)
+
+
 def class_folders(root: Path) -> list[str]:
     """The class names of a dataset: its sub-folders, sorted.
 
     Raises:
-        DatasetError: the folder is missing or has no sub-folders.
+        DatasetError: the folder is missing, has no sub-folders, or holds splits instead of classes.
     """
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder; pass a folder with one sub-folder per class.")
-    names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    refuse_split_root(root)
+    names = sub_folders(root)
     if not names:
         raise DatasetError(f"{root}: has no class sub-folders; expected e.g. {root}/glioma_tumor/*.jpg.")
     return names

@@ -31,6 +31,7 @@ import tumorscan
 from tumorscan.errors import MissingDependencyError, TumorscanError
 from tumorscan.export.keras_file import save_keras
 from tumorscan.files import atomic_write_text
+from tumorscan.folders import refuse_split_roots
 from tumorscan.spec import InputSpec, ModelSpec
 from tumorscan.train.augment import AUGMENTATIONS, make_augmenter
 from tumorscan.train.data import CachedScans, default_cache_dir, load_dataset, make_dataset, stratified_split
@@ -107,6 +108,7 @@ class TrainConfig:
             problems.append(f"--weights applies to vgg16 only; {self.arch} trains from scratch")
         if problems:
             raise TumorscanError("; ".join(problems) + ".")
+        refuse_split_roots(self.data, self.test)  # before the run folder is touched
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict (paths as strings)."""

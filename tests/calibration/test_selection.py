@@ -146,25 +146,68 @@ def test_exclude_keeps_scans_out(sample_train: Path) -> None:
     assert not {p.resolve() for p in keep_out} & set(chosen.paths)
 
 
-def test_folder_and_count_errors(dataset: Path, tmp_path: Path) -> None:
+def test_folder_errors(dataset: Path, tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="no such folder"):
         select_calibration(tmp_path / "missing", SIZE, progress=False)
-    with pytest.raises(DatasetError, match="below the 4 classes"):
-        select_calibration(dataset, SIZE, count=3, progress=False)
-    with pytest.raises(DatasetError, match="not among"):
-        select_calibration(dataset, SIZE, labels=("glioma_tumor", "no_tumor"), progress=False)
     everything = list(dataset.rglob("*.jpg"))
     with pytest.raises(DatasetError, match="every scan is excluded"):
         select_calibration(dataset, SIZE, exclude=everything, progress=False)
-    for path in (dataset / "no_tumor").iterdir():
-        path.unlink()
-    with pytest.raises(DatasetError, match="holds no scans"):
-        select_calibration(dataset, SIZE, progress=False)
-    (dataset / "no_tumor").rmdir()
     for path in dataset.rglob("*.jpg"):
         path.write_bytes(b"junk")
     with pytest.raises(DatasetError, match="could be decoded"):
         select_calibration(dataset, SIZE, progress=False)
+    for path in dataset.rglob("*.jpg"):
+        path.unlink()
+    with pytest.raises(DatasetError, match="holds no scans"):
+        select_calibration(dataset, SIZE, progress=False)
+
+
+def test_a_flat_folder_calibrates(dataset: Path, tmp_path: Path) -> None:
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for path in dataset.rglob("*.jpg"):
+        shutil.copyfile(path, flat / f"{path.parent.name}-{path.name}")
+    chosen = select_calibration(flat, SIZE, count=10, progress=False)
+    assert chosen.label_counts() == {".": 10}
+    assert all("/" not in entry.path for entry in chosen.entries)
+
+
+def test_folder_names_need_not_match_any_labels(dataset: Path, tmp_path: Path) -> None:
+    renamed = tmp_path / "renamed"
+    for number, folder in enumerate(sorted(dataset.iterdir())):
+        shutil.copytree(folder, renamed / f"group {number}")
+    chosen = select_calibration(renamed, SIZE, count=8, progress=False)
+    assert chosen.label_counts() == {f"group {n}": 2 for n in range(4)}
+
+
+def test_nested_folders_are_stratified_by_their_top_folder(dataset: Path, tmp_path: Path) -> None:
+    nested = tmp_path / "nested"
+    for folder in sorted(dataset.iterdir()):
+        for index, path in enumerate(sorted(folder.iterdir())):
+            target = nested / folder.name / f"patient {index % 2}" / "series" / path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+    (nested / "loose.jpg").write_bytes((dataset / "glioma_tumor" / "gg (1).jpg").read_bytes() + b"\0")
+    chosen = select_calibration(nested, SIZE, count=9, progress=False)
+    assert chosen.label_counts() == {".": 1, **{folder.name: 2 for folder in dataset.iterdir()}}
+    assert any(entry.path.count("/") == 3 for entry in chosen.entries)
+
+
+def test_more_folders_than_scans_wanted_samples_them_all_as_one_group(dataset: Path) -> None:
+    chosen = select_calibration(dataset, SIZE, count=3, progress=False)
+    assert chosen.label_counts() == {".": 3}
+    assert len({entry.path.split("/")[0] for entry in chosen.entries}) >= 1
+
+
+@pytest.mark.parametrize("splits", [("Testing", "Training"), ("test", "train", "val"), ("TRAIN", "Valid")])
+def test_a_folder_of_dataset_splits_is_refused(
+    tmp_path: Path, sample_train: Path, splits: tuple[str, ...]
+) -> None:
+    for split in splits:
+        shutil.copytree(sample_train, tmp_path / "root" / split)
+    with pytest.raises(DatasetError, match="sub-folders are dataset splits") as caught:
+        select_calibration(tmp_path / "root", SIZE, progress=False)
+    assert all(str(tmp_path / "root" / split) in str(caught.value) for split in splits)
 
 
 def test_pixels_come_from_the_shared_preprocessing(sample_train: Path) -> None:

@@ -37,9 +37,9 @@ def test_missing_calibration_folder_is_refused(tiny_keras_model: Path, tmp_path:
         export_model(tiny_keras_model, _options(tmp_path, calibration_root=tmp_path / "missing"))
 
 
-def test_calibration_folder_without_class_folders_is_refused(tiny_keras_model: Path, tmp_path: Path) -> None:
+def test_calibration_folder_without_scans_is_refused(tiny_keras_model: Path, tmp_path: Path) -> None:
     (tmp_path / "flat").mkdir()
-    with pytest.raises(DatasetError, match="no class sub-folders"):
+    with pytest.raises(DatasetError, match="holds no scans"):
         export_model(tiny_keras_model, _options(tmp_path, calibration_root=tmp_path / "flat"))
 
 
@@ -72,13 +72,34 @@ def test_undecodable_scans_are_named_and_skipped_and_a_tiny_set_is_warned_about(
     )
 
 
-def test_calibration_classes_outside_the_labels_are_refused(
-    tiny_keras_model: Path, sample_train: Path, tmp_path: Path
+@pytest.mark.parametrize("layout", ["flat", "renamed"])
+def test_calibration_from_a_flat_or_misnamed_folder_exports(
+    layout: str, tiny_keras_model: Path, sample_train: Path, tmp_path: Path
 ) -> None:
     calibration = tmp_path / "calibration"
-    shutil.copytree(sample_train / "no_tumor", calibration / "healthy")
-    with pytest.raises(DatasetError, match=r"\['healthy'\] are not among the model's labels"):
-        export_model(tiny_keras_model, _options(tmp_path, calibration_root=calibration))
+    for folder in sorted(sample_train.iterdir()):
+        if layout == "flat":
+            calibration.mkdir(exist_ok=True)
+            for path in folder.iterdir():
+                shutil.copyfile(path, calibration / f"{folder.name} {path.name}")
+        else:
+            shutil.copytree(folder, calibration / f"healthy or not {folder.name[:3]}")
+    report = export_model(tiny_keras_model, _options(tmp_path, calibration_root=calibration))
+    assert report.calibration is not None and report.calibration["count"] == 24
+    expected = (
+        {".": 24} if layout == "flat" else {f"healthy or not {f.name[:3]}": 6 for f in sample_train.iterdir()}
+    )
+    assert report.calibration["labels"] == expected
+    assert Path(report.files[0].path).is_file()
+
+
+def test_a_dataset_root_as_calibration_folder_is_refused(
+    tiny_keras_model: Path, sample_train: Path, tmp_path: Path
+) -> None:
+    for split in ("Training", "Testing"):
+        shutil.copytree(sample_train, tmp_path / "root" / split)
+    with pytest.raises(DatasetError, match=r"pass the split to use instead: .*Testing \(testing\)"):
+        export_model(tiny_keras_model, _options(tmp_path, calibration_root=tmp_path / "root"))
 
 
 def test_output_that_is_not_a_vector_is_refused(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 
 from tumorscan.cli_support import user_errors
 from tumorscan.errors import MetadataError, TumorscanError
+from tumorscan.quiet import quiet_unless_verbose
 from tumorscan.spec import ModelSpec
 
 from .bench_report import (
@@ -439,6 +440,7 @@ def _log(message: str) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Write bench.json, bench.txt and bench.png here.",
 )
+@quiet_unless_verbose
 @user_errors
 def bench_command(
     models: tuple[Path, ...],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,13 +9,12 @@ from typing import Any
 import click
 
 from tumorscan.cli_support import user_errors
+from tumorscan.quiet import quiet_unless_verbose
 from tumorscan.spec import NORMALIZATIONS
 
 from .exporter import REPORT_JSON, REPORT_TEXT, ExportOptions, export_model
 from .formats import CALIBRATION_METHODS, FORMATS, MODES, select_targets
 from .parity import ParityLimits, format_parity, run_parity, write_parity
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _log(message: str) -> None:
@@ -112,6 +110,7 @@ def parity_limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option("--parity-audit", type=click.Path(path_type=Path), help="audit.json of the --parity folder.")
 @parity_limit_options
+@quiet_unless_verbose
 @user_errors
 def export_command(
     model: Path,
@@ -180,6 +179,7 @@ def export_command(
 @click.option("--allow-other-source", is_flag=True, help="Compare files exported from another model (warns).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
 @parity_limit_options
+@quiet_unless_verbose
 @user_errors
 def parity_command(
     original: Path,

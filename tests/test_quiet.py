@@ -1,0 +1,87 @@
+"""Commands print no TensorFlow, absl, oneDNN or CUDA start-up lines (nor converter logs) unless --verbose."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+NOISE = re.compile(
+    r"^[IWEF]\d{4} |absl::InitializeLog|oneDNN|cuInit|cuda|cpu_feature_guard|Traceback|tf2onnx|"
+    r"WARNING:(tensorflow|absl)|fully_quantize|SavedModel",
+    re.MULTILINE | re.IGNORECASE,
+)
+COMMANDS = {
+    "tumor-train": "tumorscan.train.cli:train_command",
+    "tumor-evaluate": "tumorscan.train.cli:evaluate_command",
+    "tumor-audit": "tumorscan.train.audit_cli:audit_command",
+    "tumor-export": "tumorscan.export.cli:export_command",
+    "tumor-parity": "tumorscan.export.cli:parity_command",
+    "tumor-bench": "tumorscan.export.bench:bench_command",
+}
+
+
+def run_command(name: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run a command in a fresh process, as its console script does, with the environment of a user."""
+    module, function = COMMANDS[name].split(":")
+    code = f"from {module} import {function}; {function}()"
+    environment = {
+        k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "CUDA_VISIBLE_DEVICES")
+    }
+    return subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=environment,
+    )
+
+
+def assert_quiet(done: subprocess.CompletedProcess[str]) -> None:
+    assert done.returncode == 0, done.stderr
+    assert NOISE.search(done.stderr) is None, done.stderr
+
+
+@pytest.fixture(scope="module")
+def exports(
+    tiny_keras_model: Path, sample_train: Path, sample_test: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """tumor-export of the tiny model to int8 and fp32 TFLite and ONNX, with parity: a quiet stderr."""
+    out = tmp_path_factory.mktemp("quiet") / "export"
+    done = run_command(
+        "tumor-export", tiny_keras_model, "--int8", "--mode", "fp32", "--calibration", sample_train,
+        "--parity", sample_test, "--out", out,
+    )  # fmt: skip
+    assert_quiet(done)
+    assert "Writing tflite-int8" in done.stderr and "Checking parity" in done.stderr
+    return out
+
+
+def test_export_is_quiet(exports: Path) -> None:
+    assert (exports / "tiny-int8.tflite").is_file() and (exports / "tiny-int8.onnx").is_file()
+
+
+def test_verbose_shows_what_tensorflow_prints(tiny_keras_model: Path, sample_test: Path) -> None:
+    done = run_command("tumor-evaluate", tiny_keras_model, "--data", sample_test, "--verbose")
+    assert done.returncode == 0, done.stderr
+    assert NOISE.search(done.stderr) is not None, done.stderr
+
+
+@pytest.mark.slow
+def test_every_other_command_is_quiet(
+    tiny_keras_model: Path, exports: Path, sample_train: Path, sample_test: Path, tmp_path: Path
+) -> None:
+    train = ["--arch", "cnn1", "--size", "32", "--epochs", "1", "--batch-size", "8", "--no-audit"]
+    assert_quiet(run_command("tumor-train", *train, "--data", sample_train, "--out", tmp_path / "run"))
+    assert_quiet(run_command("tumor-evaluate", tiny_keras_model, "--data", sample_test))
+    assert_quiet(run_command("tumor-audit", sample_test, "--reference", sample_train))
+    exported = exports / "tiny-int8.tflite"
+    assert_quiet(
+        run_command("tumor-parity", tiny_keras_model, exported, "--data", sample_test, "--min-agreement", "0")
+    )
+    bench = ["--data", sample_test, "--exports", exports, "--runs", "2", "--warmup", "0", "--cold-runs", "1"]
+    assert_quiet(run_command("tumor-bench", tiny_keras_model, *bench, "--out", tmp_path / "bench"))

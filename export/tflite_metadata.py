@@ -8,6 +8,8 @@ whose labels are an associated file `labels.txt` (TENSOR_AXIS_LABELS). Associate
 ZIP archive appended after the flatbuffer, so this metadata is written last: re-serialising the model
 (as writing the tumorscan spec does) drops the ZIP, and `add_standard_metadata` must run again.
 The tables are built with the schema's generated module shipped in the `mediapipe` wheel.
+
+For a file exported before: `python -m tumorscan.export.tflite_metadata MODEL.tflite [--out OUT]`.
 """
 
 from __future__ import annotations
@@ -17,9 +19,13 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import click
+
+from tumorscan.cli_support import user_errors
 from tumorscan.errors import ModelError
 from tumorscan.files import atomic_write_bytes
-from tumorscan.metadata import read_tflite_spec, set_tflite_metadata_entry
+from tumorscan.metadata import read_model_file, read_tflite_spec, set_tflite_metadata_entry
+from tumorscan.quiet import quiet_unless_verbose
 from tumorscan.spec import ModelSpec
 
 from .formats import import_optional
@@ -151,6 +157,23 @@ def add_standard_metadata(model_bytes: bytes, source: str = "model") -> bytes:
     return append_labels(set_tflite_metadata_entry(model_bytes, STANDARD_KEY, metadata), spec.labels)
 
 
-def add_standard_metadata_to_file(path: Path) -> None:
-    """Add the standard metadata to a tumorscan .tflite file in place (atomically)."""
-    atomic_write_bytes(path, add_standard_metadata(path.read_bytes(), str(path)))
+def add_standard_metadata_to_file(path: Path, out: Path | None = None) -> Path:
+    """Add the standard metadata to a tumorscan .tflite file, in place or into `out` (atomically)."""
+    target = out or path
+    atomic_write_bytes(target, add_standard_metadata(read_model_file(path), str(path)))
+    return target
+
+
+@click.command()
+@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here. [default: MODEL]")
+@quiet_unless_verbose
+@user_errors
+def standard_metadata_command(model: Path, out: Path | None) -> None:
+    """Add the standard image-classifier metadata to a tumorscan MODEL.tflite exported earlier."""
+    target = add_standard_metadata_to_file(model, out)
+    click.echo(f"Wrote {target}: standard metadata with {LABELS_FILE} beside the tumorscan spec.")
+
+
+if __name__ == "__main__":
+    standard_metadata_command()

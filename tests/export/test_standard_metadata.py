@@ -9,6 +9,7 @@ from pathlib import Path
 
 import mediapipe as mp
 import pytest
+from click.testing import CliRunner
 from mediapipe.tasks.metadata import metadata_schema_py_generated as metadata_schema
 from mediapipe.tasks.python import BaseOptions
 from mediapipe.tasks.python.vision import ImageClassifier, ImageClassifierOptions
@@ -20,8 +21,8 @@ from tumorscan.export.tflite_metadata import (
     LABELS_FILE,
     STANDARD_KEY,
     add_standard_metadata,
-    add_standard_metadata_to_file,
     probabilities_output,
+    standard_metadata_command,
 )
 from tumorscan.folders import list_scans
 from tumorscan.images import load_pixels
@@ -62,11 +63,22 @@ def test_mediapipe_names_the_same_top1_as_the_runtime(
 
 
 def test_default_model_with_standard_metadata_in_mediapipe(tmp_path: Path, sample_test: Path) -> None:
+    packaged = default_model_path().read_bytes()
     copy = tmp_path / "default.tflite"
-    shutil.copyfile(default_model_path(), copy)
-    add_standard_metadata_to_file(copy)
+    args = [str(default_model_path()), "--out", str(copy)]
+    result = CliRunner().invoke(standard_metadata_command, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert default_model_path().read_bytes() == packaged
     assert read_model_spec(copy) == read_model_spec(default_model_path())
     _assert_same_top1(copy, list_scans(sample_test))
+
+
+def test_adding_to_a_file_that_is_not_tflite_is_one_line(tmp_path: Path) -> None:
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"not a model")
+    result = CliRunner().invoke(standard_metadata_command, [str(model)])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: {model}: not a TFLite model") and result.output.count("\n") == 1
 
 
 def test_int8_output_is_uint8_which_mediapipe_accepts(exported_files: dict[str, Path]) -> None:

@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 
 from tumorscan.cli_support import user_errors
 from tumorscan.errors import MetadataError, TumorscanError
+from tumorscan.folders import refuse_split_roots
 from tumorscan.quiet import quiet_unless_verbose
 from tumorscan.spec import ModelSpec
 
@@ -374,6 +375,7 @@ def bench_model(model: Path, options: BenchOptions, log: Log = _silent) -> Model
 def run_bench(models: Sequence[Path], options: BenchOptions, log: Log = _silent) -> BenchReport:
     """Benchmark each model in turn (see `bench_model`); machine and settings recorded alongside."""
     parse_names(options.formats, BENCH_FORMATS, "format")
+    refuse_split_roots(options.data)
     settings = {
         key: str(value) if isinstance(value, Path) else value for key, value in asdict(options).items()
     }

@@ -9,6 +9,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from tumorscan.export.bench import bench_command
 from tumorscan.export.cli import export_command, parity_command
 from tumorscan.train.audit_cli import audit_command
 from tumorscan.train.cli import evaluate_command, train_command
@@ -41,7 +42,7 @@ def test_train_refuses_a_dataset_root_as_data_or_test(
     _refused(train_command, [*common, *test_args], dataset_root)
 
 
-def test_evaluate_audit_and_parity_refuse_a_dataset_root(
+def test_evaluate_audit_parity_and_bench_refuse_a_dataset_root(
     dataset_root: Path, tiny_keras_model: Path, tmp_path: Path
 ) -> None:
     _refused(evaluate_command, [tiny_keras_model, "--data", dataset_root], dataset_root)
@@ -50,6 +51,7 @@ def test_evaluate_audit_and_parity_refuse_a_dataset_root(
     export = [tiny_keras_model, "--out", tmp_path, "--format", "tflite"]
     assert CliRunner().invoke(export_command, [str(arg) for arg in export]).exit_code == 0
     _refused(parity_command, [tiny_keras_model, exported, "--data", dataset_root], dataset_root)
+    _refused(bench_command, [tiny_keras_model, "--data", dataset_root, "--exports", tmp_path], dataset_root)
 
 
 def test_export_refuses_a_dataset_root_for_calibration_or_parity(

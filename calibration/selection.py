@@ -5,7 +5,7 @@ folder, or folders nested to any depth; folder names need not match the model's 
 
 Selection rules, in order:
 
-1. Every scan under the folder is listed (recursively, sorted by path) and put in a group: the
+1. Every scan under the folder (hidden ones aside) is listed recursively, sorted by path, into a group: the
    top-level sub-folder it lies in (usually its class), or "." for scans directly in the folder;
    scans in `exclude` are dropped. A folder holding dataset splits (Training/Testing) is refused.
    When there are more groups than `count`, every scan goes into the one group ".".
@@ -241,6 +241,8 @@ def scan_groups(root: Path) -> dict[str, list[Path]]:
     groups: dict[str, list[Path]] = {}
     for path in list_scans(root):
         parts = path.relative_to(root).parts
+        if any(part.startswith(".") for part in parts):
+            continue  # hidden files and folders (caches, editor copies)
         groups.setdefault(parts[0] if len(parts) > 1 else ".", []).append(path)
     if not groups:
         raise DatasetError(f"{root}: holds no scans (accepted: {', '.join(SCAN_EXTENSIONS)}).")

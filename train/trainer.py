@@ -37,6 +37,20 @@ from tumorscan.train.data import CachedScans, default_cache_dir, load_dataset, m
 from tumorscan.train.reporting import model_report, write_reports
 
 STRATEGIES = ("default", "mirrored", "multiworker")
+RECIPE = (
+    "arch",
+    "size",
+    "val_split",
+    "seed",
+    "monitor",
+    "weights",
+    "augment",
+    "class_weights",
+    "label_smoothing",
+    "lr",
+    "batch_size",
+)
+"""What a resumed run must repeat: the checkpoint's loss and optimizer and the run's records assume them."""
 MONITORS = {"val_loss": "min", "val_accuracy": "max"}
 CHECKPOINTS = "checkpoints"
 AUDIT = "audit"
@@ -229,14 +243,15 @@ def _check_resumable(config: TrainConfig) -> dict[str, Any]:
             f"{out}: the run's checkpoint state is unreadable ({exc}); start again with --force."
         ) from exc
     current = json.loads(json.dumps(config.to_json()))
-    keys = ("arch", "size", "val_split", "seed", "monitor", "weights")
     changed = [
-        f"{key} {previous.get(key)} -> {current[key]}" for key in keys if previous.get(key) != current[key]
+        f"{key} {previous.get(key)} -> {current[key]}" for key in RECIPE if previous.get(key) != current[key]
     ]
     if Path(previous["data"]).resolve() != config.data.resolve():
         changed.append(f"data {previous['data']} -> {config.data}")
     if changed:
-        raise TumorscanError(f"{out}: cannot resume with different settings ({'; '.join(changed)}).")
+        raise TumorscanError(
+            f"{out}: cannot resume with different settings ({'; '.join(changed)}); repeat the run's options."
+        )
     if state["epoch"] + 1 >= config.epochs:
         done = state["epoch"] + 1
         raise TumorscanError(

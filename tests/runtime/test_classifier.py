@@ -161,6 +161,16 @@ def test_backend_is_chosen_through_the_registry(monkeypatch: pytest.MonkeyPatch)
         backends.choose_backend(".onnx")
 
 
+def test_missing_backend_hints_name_what_installs_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backends, "is_installed", lambda name: False)
+    with pytest.raises(MissingDependencyError) as runtime_error:
+        backends.choose_backend(".tflite", "tflite-runtime")
+    assert "Install it with: pip install 'tflite-runtime'" in str(runtime_error.value)
+    with pytest.raises(MissingDependencyError) as litert_error:
+        backends.choose_backend(".tflite")
+    assert "Install it with: pip install 'tumorscan[litert]'" in str(litert_error.value)
+
+
 def test_backend_override_is_checked(tflite_fp32: Path) -> None:
     with pytest.raises(backends.UnknownBackendError, match="choose one of litert"):
         Classifier.load(tflite_fp32, backend="tensorflow")

@@ -173,7 +173,7 @@ def run_worker(job: dict[str, Any], job_path: Path) -> dict[str, Any]:
 
 def _measure(
     name: str, path: Path, job: dict[str, Any], workdir: Path
-) -> tuple[FormatResult, NDArray | None]:
+) -> tuple[FormatResult, NDArray[np.float32] | None]:
     """One format's row, and its probabilities on the data (None when it could not be measured)."""
     if not path.is_file():
         return FormatResult(name, str(path), NOT_EXPORTED), None
@@ -213,7 +213,7 @@ def _progress_line(row: FormatResult) -> str:
 
 def _with_quality(
     rows: Sequence[FormatResult],
-    probabilities: dict[str, NDArray],
+    probabilities: dict[str, NDArray[np.float32]],
     truth: NDArray[np.int32],
     labels: Sequence[str],
     names: Sequence[str],
@@ -308,7 +308,8 @@ def _notes(model: Path, folder: Path, rows: Sequence[FormatResult]) -> list[str]
     if exported:
         sha256 = file_sha256(model)
         notes += [
-            f"{Path(str(row.file)).name} was exported from another model (sha256 {row.source_sha256[:12]}, "
+            f"{Path(str(row.file)).name} was exported from another model "
+            f"(sha256 {str(row.source_sha256)[:12]}, "
             f"not {sha256[:12]}); re-export it for a fair comparison."
             for row in exported
             if row.source_sha256 != sha256
@@ -332,7 +333,7 @@ def bench_model(model: Path, options: BenchOptions, log: Log = _silent) -> Model
     scans = load_dataset(options.data, spec.input.size, labels=spec.labels, progress=options.progress)
     timed_scans = [str(scans.paths[i % len(scans)]) for i in range(options.warmup + options.runs)]
     rows: list[FormatResult] = []
-    probabilities: dict[str, NDArray] = {}
+    probabilities: dict[str, NDArray[np.float32]] = {}
     with tempfile.TemporaryDirectory(prefix="tumor-bench-") as temporary:
         workdir = Path(temporary)
         pixels = workdir / "pixels.u8"

@@ -170,10 +170,10 @@ def read_pixels(job: dict[str, Any], start: int, stop: int) -> Pixels:
 
 def _throughput(runner: Runner, job: dict[str, Any]) -> float:
     """Scans per second through the model call at the job's batch size."""
-    batch_size = job["batch_size"]
+    batch_size: int = job["batch_size"]
     first = read_pixels(job, 0, min(batch_size, job["count"]))
     batch = runner.prepare(first[np.arange(batch_size) % len(first)])
-    rounds = max(MIN_THROUGHPUT_BATCHES, math.ceil(job["runs"] / batch_size))
+    rounds = max(MIN_THROUGHPUT_BATCHES, math.ceil(int(job["runs"]) / batch_size))
     seconds = timings(lambda: runner.call(batch), rounds, warmup=1)
     return batch_size * rounds / sum(seconds)
 

@@ -158,7 +158,7 @@ def compare_probabilities(
             margin=float(original_two[i, 1] - original_two[i, 0]),
             tie=bool(exported_two[i, 1] == exported_two[i, 0]),
         )
-        for i in np.flatnonzero(original_top != exported_top)
+        for i in np.flatnonzero(original_top != exported_top).tolist()
     ]
     return SubsetParity(
         scans=len(truth),

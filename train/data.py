@@ -131,7 +131,7 @@ def load_dataset(
     folder = cache_folder(cache_dir, root, size) if cache_dir is not None else None
     previous = _read_index(folder, size) if folder is not None else None
     if previous is not None and previous["entries"] == keys:
-        pixels = np.load(folder / previous["pixels"], mmap_mode="r")  # type: ignore[operator]
+        pixels = np.load(folder / previous["pixels"], mmap_mode="r")
         return _assemble(root, class_order, scans, previous["results"], pixels, reused=len(scans))
     results, pixels, reused = _decode_all(root, scans, keys, size, folder, previous, progress)
     if folder is not None:

@@ -2,7 +2,7 @@
 """Write tests/data/golden.json: the original Keras model's probabilities on the committed sample scans.
 
 The golden-output test checks the packaged default model against this file without TensorFlow.
-Usage: scripts/make-golden ORIGINAL.keras [--default runtime/models/default.tflite]
+Usage: scripts/make_golden.py ORIGINAL.keras [--default runtime/models/default.tflite]
 """
 
 from __future__ import annotations

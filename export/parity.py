@@ -18,10 +18,10 @@ from numpy.typing import NDArray
 
 from tumorscan.classifier import Classifier
 from tumorscan.errors import DatasetError, MetadataError, TumorscanError
-from tumorscan.export.keras_file import file_sha256, load_keras, read_keras_spec
 from tumorscan.files import atomic_write_text
 from tumorscan.spec import ModelSpec
 from tumorscan.train.figures import new_figure, save_png
+from tumorscan.train.keras_file import file_sha256, load_keras, read_keras_spec
 
 BATCH_SIZE = 32
 

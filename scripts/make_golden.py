@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tumorscan.export.keras_file import file_sha256, load_keras, read_keras_spec
 from tumorscan.export.parity import keras_probabilities
 from tumorscan.folders import scan_dataset
 from tumorscan.images import load_pixels
 from tumorscan.metadata import read_model_spec
+from tumorscan.train.keras_file import file_sha256, load_keras, read_keras_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "tests" / "data" / "mri"

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from tumorscan.errors import DatasetError, MetadataError, ModelError
-from tumorscan.export.keras_file import load_keras, read_keras_spec
 from tumorscan.spec import ModelSpec
 from tumorscan.train.data import load_dataset, make_dataset
+from tumorscan.train.keras_file import load_keras, read_keras_spec
 from tumorscan.train.reporting import model_report, write_reports
 from tumorscan.train.trainer import require_training_stack
 
@@ -57,7 +57,7 @@ def evaluate_model(
     if spec is None:
         raise MetadataError(
             f"{model_path}: holds no tumorscan spec (labels, input size); train it with tumor-train or save "
-            "it with tumorscan.export.keras_file.save_keras."
+            "it with tumorscan.train.keras_file.save_keras."
         )
     model = load_keras(model_path)
     scans = load_dataset(data, spec.input.size, cache, labels=spec.labels, progress=progress)

@@ -29,11 +29,11 @@ from numpy.typing import NDArray
 
 import tumorscan
 from tumorscan.errors import MissingDependencyError, TumorscanError
-from tumorscan.export.keras_file import save_keras
 from tumorscan.files import atomic_write_text
 from tumorscan.spec import InputSpec, ModelSpec
 from tumorscan.train.augment import AUGMENTATIONS, make_augmenter
 from tumorscan.train.data import CachedScans, default_cache_dir, load_dataset, make_dataset, stratified_split
+from tumorscan.train.keras_file import save_keras
 from tumorscan.train.reporting import model_report, write_reports
 
 STRATEGIES = ("default", "mirrored", "multiworker")

@@ -12,10 +12,10 @@ from tumorscan.errors import MetadataError, ModelError, TumorscanError
 from tumorscan.export.exporter import ExportOptions, export_model
 from tumorscan.export.formats import select_targets
 from tumorscan.export.graph import OutputShapeError, prepare_model
-from tumorscan.export.keras_file import file_sha256, load_keras
 from tumorscan.folders import scan_dataset
 from tumorscan.images import load_pixels
 from tumorscan.metadata import read_model_spec
+from tumorscan.train.keras_file import file_sha256, load_keras
 
 RunModel = Callable[[Path, np.ndarray], np.ndarray]
 THREE = ("cat", "dog", "fox")

@@ -26,7 +26,7 @@ def scans(sample_test: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def keras_probabilities(tiny_keras_model: Path, scans: list[Path]) -> np.ndarray:
-    from tumorscan.export.keras_file import load_keras
+    from tumorscan.train.keras_file import load_keras
 
     model = load_keras(tiny_keras_model)
     return np.asarray(model.predict(np.stack([load_pixels(s, (32, 32)) for s in scans]), verbose=0))

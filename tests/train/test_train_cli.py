@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from tumorscan.export.keras_file import load_keras, read_keras_spec
 from tumorscan.train.cli import train_command
+from tumorscan.train.keras_file import load_keras, read_keras_spec
 from tumorscan.train.trainer import RUN_FILES
 
 LABELS = ("glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor")

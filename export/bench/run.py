@@ -28,9 +28,9 @@ import numpy as np
 import PIL
 from numpy.typing import NDArray
 
-from tumorscan.errors import MetadataError, TumorscanError
+from tumorscan.errors import TumorscanError
 from tumorscan.spec import ModelSpec
-from tumorscan.train.keras_file import file_sha256, read_keras_spec
+from tumorscan.train.keras_file import file_sha256, require_keras_spec
 
 from ..exporter import provenance
 from ..formats import TARGETS, parse_names
@@ -287,12 +287,7 @@ def _cold_starts(rows: Sequence[FormatResult], scan: Path, options: BenchOptions
 
 
 def _keras_spec(model: Path) -> ModelSpec:
-    spec = read_keras_spec(model)
-    if spec is None:
-        raise MetadataError(
-            f"{model}: holds no tumorscan spec (labels, input size); benchmark models saved by tumor-train."
-        )
-    return spec
+    return require_keras_spec(model, "benchmark models saved by tumor-train.")
 
 
 def _notes(model: Path, folder: Path, rows: Sequence[FormatResult]) -> list[str]:

@@ -73,12 +73,10 @@ def keras_runner(path: Path, threads: int) -> Runner:
 
     from tumorscan.export.parity import keras_probabilities
     from tumorscan.images import load_pixels
-    from tumorscan.train.keras_file import load_keras, read_keras_spec
+    from tumorscan.train.keras_file import load_keras, require_keras_spec
 
     imported = time.perf_counter()
-    spec = read_keras_spec(path)
-    if spec is None:
-        raise ModelError(f"{path}: holds no tumorscan spec (labels, input size); save it with tumor-train.")
+    spec = require_keras_spec(path, "save it with tumor-train.")
     model = load_keras(path)
     loaded = time.perf_counter()
 

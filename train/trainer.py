@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -35,6 +35,9 @@ from tumorscan.train.augment import AUGMENTATIONS, make_augmenter
 from tumorscan.train.data import CachedScans, default_cache_dir, load_dataset, make_dataset, stratified_split
 from tumorscan.train.keras_file import save_keras
 from tumorscan.train.reporting import model_report, write_reports
+
+if TYPE_CHECKING:
+    from tumorscan.train.architectures import Transfer
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 RECIPE = (
@@ -94,12 +97,9 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise TumorscanError for option values no run can use."""
-        from tumorscan.train.architectures import ARCHITECTURES, UnknownArchitectureError
+        from tumorscan.train.architectures import ARCHITECTURES, get_architecture
 
-        if self.arch not in ARCHITECTURES:
-            raise UnknownArchitectureError(
-                f"unknown architecture {self.arch!r}; choose one of: {', '.join(sorted(ARCHITECTURES))}."
-            )
+        architecture = get_architecture(self.arch)
         problems = []
         if self.epochs < 1:
             problems.append("--epochs must be at least 1")
@@ -117,8 +117,9 @@ class TrainConfig:
             problems.append(f"--monitor must be one of {', '.join(MONITORS)}")
         if self.strategy not in STRATEGIES:
             problems.append(f"--strategy must be one of {', '.join(STRATEGIES)}")
-        if self.weights is not None and self.arch != "vgg16":
-            problems.append(f"--weights applies to vgg16 only; {self.arch} trains from scratch")
+        if self.weights is not None and architecture.transfer is None:
+            takes = ", ".join(name for name, known in ARCHITECTURES.items() if known.transfer is not None)
+            problems.append(f"--weights applies to {takes} only; {self.arch} trains from scratch")
         if problems:
             raise TumorscanError("; ".join(problems) + ".")
 
@@ -262,7 +263,7 @@ def _check_resumable(config: TrainConfig) -> dict[str, Any]:
 
 @dataclass
 class _Pipeline:
-    """What differs between training a whole network and a VGG16 head on cached features."""
+    """What differs between training a whole network and a head on cached backbone features."""
 
     build: Callable[[], Any]
     dataset: Callable[[str, NDArray[np.int64], bool], Any]
@@ -295,11 +296,12 @@ def _feature_pipeline(
     config: TrainConfig,
     sources: dict[str, CachedScans],
     shuffle_seed: int,
+    transfer: Transfer,
     backbone: Any,
     cache_dir: Path,
     log: RunLog,
 ) -> _Pipeline:
-    from tumorscan.train.architectures import build_model, vgg16_head
+    from tumorscan.train.architectures import build_model
     from tumorscan.train.transfer import (
         AUGMENTATION_NOTE,
         backbone_features,
@@ -308,13 +310,13 @@ def _feature_pipeline(
     )
 
     if config.augment != "none":
-        log(AUGMENTATION_NOTE)
+        log(AUGMENTATION_NOTE.format(arch=config.arch))
     fingerprint = backbone_fingerprint(backbone)
     features = {}
     for name, scans in sources.items():
         started = time.time()
         features[name] = backbone_features(backbone, scans, cache_dir, config.batch_size, fingerprint)
-        log(f"VGG16 features of {len(scans)} {name} scans ready in {time.time() - started:.1f} s")
+        log(f"{config.arch} features of {len(scans)} {name} scans ready in {time.time() - started:.1f} s")
     num_classes = len(sources["train"].labels)
 
     def dataset(source: str, indices: NDArray[np.int64], training: bool) -> Any:
@@ -327,9 +329,11 @@ def _feature_pipeline(
         )
 
     return _Pipeline(
-        build=lambda: vgg16_head(int(features["train"].shape[1]), num_classes),
+        build=lambda: transfer.head(int(features["train"].shape[1]), num_classes),
         dataset=dataset,
-        finalize=lambda head: build_model("vgg16", config.size, num_classes, head=head, backbone=backbone),
+        finalize=lambda head: build_model(
+            config.arch, config.size, num_classes, head=head, backbone=backbone
+        ),
     )
 
 
@@ -450,15 +454,18 @@ def train(config: TrainConfig, echo: bool = True, progress: bool = True) -> Trai
     """
     require_training_stack()
     config.validate()
+    from tumorscan.train.architectures import get_architecture
+
+    architecture = get_architecture(config.arch)
     backbone = None
-    if config.arch == "vgg16":
+    if architecture.transfer is not None:
         import keras
 
         from tumorscan.train.transfer import build_backbone, parse_weights
 
         keras.utils.set_random_seed(config.seed)  # a backbone without weights is random: make it the seed's
 
-        backbone = build_backbone(config.size, parse_weights(config.weights))
+        backbone = build_backbone(architecture.transfer, config.size, parse_weights(config.weights))
     prepare_output(config)
     state = _check_resumable(config) if config.resume else None
     strategy = select_strategy(config.strategy)
@@ -483,7 +490,6 @@ def train(config: TrainConfig, echo: bool = True, progress: bool = True) -> Trai
 
     import keras
 
-    from tumorscan.train.architectures import NORMALIZATION
     from tumorscan.train.checkpoints import RunCheckpoint
 
     audit = None
@@ -499,9 +505,11 @@ def train(config: TrainConfig, echo: bool = True, progress: bool = True) -> Trai
     initial_epoch = 0 if state is None else state["epoch"] + 1
     seed = config.seed + initial_epoch
     keras.utils.set_random_seed(seed)
-    if backbone is not None:
+    if architecture.transfer is not None:
         begun = time.time()
-        pipeline = _feature_pipeline(config, data.sources, seed, backbone, cache_dir, log)
+        pipeline = _feature_pipeline(
+            config, data.sources, seed, architecture.transfer, backbone, cache_dir, log
+        )
         timings["feature_seconds"] = round(time.time() - begun, 2)
     else:
         pipeline = _pixel_pipeline(config, data.sources, seed)
@@ -555,7 +563,7 @@ def train(config: TrainConfig, echo: bool = True, progress: bool = True) -> Trai
     }
     spec = ModelSpec(
         labels=data.labels,
-        input=InputSpec(*config.size, normalization=NORMALIZATION[config.arch]),
+        input=InputSpec(*config.size, normalization=architecture.normalization),
         architecture=config.arch,
         provenance=provenance,
     )

@@ -100,3 +100,12 @@ def test_imports_against_the_direction_are_found() -> None:
     ]
     assert wrong_way_imports("export", Path("bench/run.py"), "from ..parity import x\n") == []
     assert wrong_way_imports("runtime", Path("cli.py"), "from .models import default_model_path\n") == []
+
+
+def test_mypy_sees_the_installed_layout() -> None:
+    """The links under .mypy_paths map each import package onto its folder, as package-dir does."""
+    links = REPO / ".mypy_paths"
+    seen = {"tumorscan": (links / "package" / "tumorscan").resolve()}
+    for folder in ("train", "export", "calibration"):
+        seen[f"tumorscan.{folder}"] = (links / "subpackages" / "tumorscan" / folder).resolve()
+    assert seen == {package: REPO / folder for folder, package in FOLDERS.items()}

@@ -27,10 +27,10 @@ from tumorscan.files import atomic_write_text
 from tumorscan.folders import refuse_split_roots
 from tumorscan.metadata import read_model_spec
 from tumorscan.spec import InputSpec, ModelSpec
+from tumorscan.train.keras_file import file_sha256, load_keras, read_keras_spec
 
 from .formats import CALIBRATION_METHODS, ExportJob, ExportTarget, parse_names
 from .graph import check_output_shape, check_probabilities, model_input_size, prepare_model
-from .keras_file import file_sha256, load_keras, read_keras_spec
 from .parity import ExportParity, ParityLimits, ParityReport, format_parity, measure_parity, write_parity
 
 if TYPE_CHECKING:

@@ -165,7 +165,6 @@ def select_targets(
     chosen_modes = parse_names(modes, MODES, "mode")
     table = {(target.format, target.mode): target for target in TARGETS}
     if formats is None:
-        chosen_formats = list(FORMATS)
         missing = [mode for mode in chosen_modes if not any((fmt, mode) in table for fmt in FORMATS)]
         chosen = tuple(t for t in TARGETS if t.mode in chosen_modes)
     else:

@@ -12,15 +12,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from tumorscan.errors import ModelError, TumorscanError
+from tumorscan.errors import ModelError
+from tumorscan.train.normalization import normalization_layers
 
 from .formats import import_optional
 
 PROBABILITY_TOLERANCE = 1e-3
 """How far from 1 a row of probabilities may sum (and how negative a probability may be)."""
-
-CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
-"""ImageNet ("caffe") channel means in BGR order, subtracted after the RGB -> BGR flip."""
 
 
 class OutputShapeError(ModelError):
@@ -52,27 +50,6 @@ def model_input_size(model: Any, requested: tuple[int, int] | None, source: str)
     return size
 
 
-def _normalization_layers(normalization: str) -> list[Any]:
-    """Stock layers mapping RGB 0-255 to what a model expects (see tumorscan.spec.NORMALIZATIONS)."""
-    keras = import_optional("keras", "Exporting models")
-    layers = keras.layers
-    if normalization == "rescale":
-        return [layers.Rescaling(1.0 / 255, name="rescale")]
-    if normalization == "symmetric":
-        return [layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale_symmetric")]
-    if normalization == "caffe":
-        # RGB -> BGR as a fixed permutation matrix, then the BGR means as a (negative) bias.
-        flip = layers.Dense(3, name="caffe_bgr", trainable=False)
-        flip.build((None, 3))
-        flip.set_weights([np.eye(3, dtype=np.float32)[::-1], -np.asarray(CAFFE_BGR_MEAN, dtype=np.float32)])
-        return [flip]
-    if normalization == "none":
-        return []
-    raise TumorscanError(
-        f"unknown preprocessing {normalization!r}; choose from: rescale, symmetric, caffe, none."
-    )
-
-
 def prepare_model(
     model: Any, size: tuple[int, int], normalization: str = "none", logits: bool = False
 ) -> Any:
@@ -88,7 +65,7 @@ def prepare_model(
         `model` itself when nothing is added, else a new functional model around it.
     """
     keras = import_optional("keras", "Exporting models")
-    before = _normalization_layers(normalization)
+    before = normalization_layers(normalization)
     if not before and not logits:
         return model
     inputs = keras.Input(shape=(*size, 3), name="pixels")

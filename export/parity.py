@@ -17,11 +17,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tumorscan.classifier import Classifier
-from tumorscan.errors import DatasetError, MetadataError, TumorscanError
-from tumorscan.export.keras_file import file_sha256, load_keras, read_keras_spec
+from tumorscan.errors import DatasetError, TumorscanError
 from tumorscan.files import atomic_write_text
 from tumorscan.spec import ModelSpec
 from tumorscan.train.figures import new_figure, save_png
+from tumorscan.train.keras_file import file_sha256, load_keras, require_keras_spec
 
 BATCH_SIZE = 32
 
@@ -158,7 +158,7 @@ def compare_probabilities(
             margin=float(original_two[i, 1] - original_two[i, 0]),
             tie=bool(exported_two[i, 1] == exported_two[i, 0]),
         )
-        for i in np.flatnonzero(original_top != exported_top)
+        for i in np.flatnonzero(original_top != exported_top).tolist()
     ]
     return SubsetParity(
         scans=len(truth),
@@ -262,12 +262,10 @@ def run_parity(
         ParityError: an export's labels, input or source model differ from the original.
         DatasetError: missing folder, classes the model does not know, no readable scan.
     """
-    spec = read_keras_spec(original)
-    if spec is None:
-        raise MetadataError(
-            f"{original}: holds no tumorscan spec; for a model trained elsewhere, run the check at export "
-            "time with tumor-export --parity DIR."
-        )
+    spec = require_keras_spec(
+        original,
+        "for a model trained elsewhere, run the check at export time with tumor-export --parity DIR.",
+    )
     return measure_parity(
         load_keras(original),
         spec,

@@ -50,10 +50,11 @@ class MissingDependencyError(TumorscanError):
 
     code = "missing_dependency"
 
-    def __init__(self, module: str, extra: str, purpose: str) -> None:
+    def __init__(self, module: str, extra: str | None, purpose: str) -> None:
+        requirement = f"tumorscan[{extra}]" if extra else module  # None: no extra installs it
         super().__init__(
             f"{purpose} needs the Python package '{module}', which is not installed. "
-            f"Install it with: pip install 'tumorscan[{extra}]'"
+            f"Install it with: pip install '{requirement}'"
         )
         self.module = module
         self.extra = extra

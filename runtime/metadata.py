@@ -21,7 +21,7 @@ def _schema() -> Any:
     try:
         from ai_edge_litert import schema_py_generated
     except ImportError as exc:
-        raise MissingDependencyError("ai-edge-litert", "export", "Writing TFLite metadata") from exc
+        raise MissingDependencyError("ai-edge-litert", "litert", "Writing TFLite metadata") from exc
     return schema_py_generated
 
 

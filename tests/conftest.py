@@ -35,11 +35,11 @@ def tiny_keras_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import keras
     import numpy as np
 
-    from tumorscan.export.keras_file import save_keras
     from tumorscan.folders import scan_dataset
     from tumorscan.images import load_pixels
     from tumorscan.spec import InputSpec, ModelSpec
     from tumorscan.train.architectures import build_model
+    from tumorscan.train.keras_file import save_keras
 
     keras.utils.set_random_seed(0)
     scans = scan_dataset(SAMPLE_TRAIN)

@@ -1,4 +1,4 @@
-"""The runtime on emulated Raspberry Pi CPUs (Cortex-A72, Cortex-A76) against x86: scripts/check-aarch64.
+"""The runtime on emulated Raspberry Pi CPUs (Cortex-A72, Cortex-A76) against x86: scripts/check_aarch64.py.
 
 Selected only with `-m aarch64`: the first run downloads a Debian arm64 root, qemu-user and aarch64 wheels
 (under a minute, kept in .cache/aarch64 or $TUMORSCAN_AARCH64_CACHE).
@@ -20,7 +20,7 @@ from tumorscan.export.formats import select_targets
 pytestmark = pytest.mark.aarch64
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "scripts" / "check-aarch64"
+SCRIPT = REPO / "scripts" / "check_aarch64.py"
 SCANS = ("tests/data/mri/train", "tests/data/mri/test")
 RUN_CLI = "from tumorscan.cli import infer_command; infer_command(prog_name='tumor-infer')"
 ROW = re.compile(

@@ -1,11 +1,13 @@
-"""The seed's three architectures, built by name through a registry.
+"""The seed's three architectures, built by name through a registry that knows each one's facts.
 
-Every model takes RGB pixels 0-255; its normalisation is the first layer of the graph.
+Every model takes RGB pixels 0-255; its normalisation (`tumorscan.train.normalization`) is the first
+layer of the graph.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +16,45 @@ import numpy as np
 from keras import layers
 
 from tumorscan.errors import TumorscanError
+from tumorscan.train.normalization import normalize
 
 Builder = Callable[..., keras.Model]
-ARCHITECTURES: dict[str, Builder] = {}
 
-IMAGENET_RGB_MEAN = (123.68, 116.779, 103.939)
-"""VGG16's ImageNet ("caffe") channel means, in RGB order."""
 
-NORMALIZATION = {"cnn1": "rescale", "cnn2": "rescale", "vgg16": "caffe"}
-"""What each architecture's graph does to its 0-255 input (recorded in the model spec)."""
+@dataclass(frozen=True)
+class Transfer:
+    """Transfer learning: a frozen backbone that takes pretrained weights, and a head trained on its
+    cached features.
+
+    Attributes:
+        backbone: `backbone(input_size, weights)` -> the frozen feature extractor, RGB 0-255 in.
+        head: `head(feature_size, num_classes)` -> the trainable head on those features.
+    """
+
+    backbone: Callable[[tuple[int, int], str | Path | None], keras.Model]
+    head: Callable[[int, int], keras.Model]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A registered architecture and what training and export need to know of it.
+
+    Attributes:
+        name: the registry name (`--arch`).
+        build: `build(input_size=, num_classes=, **options)` -> the whole model, RGB 0-255 in; with
+            `transfer`, it also takes a trained `head=` and the `backbone=` its features came from.
+        normalization: what the graph does to its 0-255 input (recorded in the model spec).
+        transfer: None for a network trained whole from scratch on pixels; else it takes pretrained
+            weights (`--weights`) and trains only a head on cached backbone features.
+    """
+
+    name: str
+    build: Builder
+    normalization: str
+    transfer: Transfer | None = None
+
+
+ARCHITECTURES: dict[str, Architecture] = {}
 
 
 class UnknownArchitectureError(TumorscanError):
@@ -33,14 +65,28 @@ class WeightsUnavailableError(TumorscanError):
     """Pretrained weights could not be downloaded or found locally."""
 
 
-def register(name: str) -> Callable[[Builder], Builder]:
-    """Register a model builder under `name`."""
+def register(name: str, normalization: str, **facts: Any) -> Callable[[Builder], Builder]:
+    """Register a model builder under `name`, with its normalisation and other `Architecture` facts."""
 
     def decorator(builder: Builder) -> Builder:
-        ARCHITECTURES[name] = builder
+        ARCHITECTURES[name] = Architecture(name, builder, normalization, **facts)
         return builder
 
     return decorator
+
+
+def get_architecture(name: str) -> Architecture:
+    """The registered architecture `name`.
+
+    Raises:
+        UnknownArchitectureError: the name is not registered; the message lists the valid ones.
+    """
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise UnknownArchitectureError(
+            f"unknown architecture {name!r}; choose one of: {', '.join(sorted(ARCHITECTURES))}."
+        ) from None
 
 
 def build_model(
@@ -57,24 +103,18 @@ def build_model(
     Raises:
         UnknownArchitectureError: the name is not registered; the message lists the valid ones.
     """
-    try:
-        builder = ARCHITECTURES[name]
-    except KeyError:
-        raise UnknownArchitectureError(
-            f"unknown architecture {name!r}; choose one of: {', '.join(sorted(ARCHITECTURES))}."
-        ) from None
-    return builder(input_size=input_size, num_classes=num_classes, **kwargs)
+    return get_architecture(name).build(input_size=input_size, num_classes=num_classes, **kwargs)
 
 
 def _rgb_input(input_size: tuple[int, int]) -> keras.KerasTensor:
     return keras.Input(shape=(*input_size, 3), name="pixels")
 
 
-@register("cnn1")
+@register("cnn1", normalization="rescale")
 def cnn1(input_size: tuple[int, int] = (224, 224), num_classes: int = 4) -> keras.Model:
     """CNN1: three Conv2D(128) + MaxPool blocks, Dense(128), Dropout, softmax."""
     inputs = _rgb_input(input_size)
-    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    x = normalize(inputs, "rescale")
     for index in range(1, 4):
         x = layers.Conv2D(128, 3, activation="relu", name=f"conv{index}")(x)
         x = layers.MaxPooling2D(2, name=f"pool{index}")(x)
@@ -85,11 +125,11 @@ def cnn1(input_size: tuple[int, int] = (224, 224), num_classes: int = 4) -> kera
     return keras.Model(inputs, outputs, name="cnn1")
 
 
-@register("cnn2")
+@register("cnn2", normalization="rescale")
 def cnn2(input_size: tuple[int, int] = (224, 224), num_classes: int = 4) -> keras.Model:
     """CNN2: two Conv2D(32, same) + MaxPool blocks, Dropout, Dense(128), softmax."""
     inputs = _rgb_input(input_size)
-    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    x = normalize(inputs, "rescale")
     for index in range(1, 3):
         x = layers.Conv2D(32, 3, padding="same", activation="relu", name=f"conv{index}")(x)
         x = layers.MaxPooling2D(2, name=f"pool{index}")(x)
@@ -105,9 +145,9 @@ def vgg16_backbone(
 ) -> keras.Model:
     """Frozen VGG16 with its ImageNet top up to fc2, taking RGB 0-255.
 
-    The caffe preprocessing (BGR order, channel means) is built from stock layers: a
-    Normalization layer subtracts the RGB means, and block1_conv1's kernel is flipped along its
-    input channels so it reads RGB where the ImageNet weights expect BGR. No Lambda layer.
+    The caffe preprocessing (BGR order, channel means) comes first, from the stock layers that
+    `tumorscan.train.normalization` builds for every model; the ImageNet weights then see BGR as
+    they expect. No Lambda layer.
 
     Args:
         weights: "imagenet" (download or Keras cache), a path to a VGG16 weights file, or None.
@@ -115,12 +155,9 @@ def vgg16_backbone(
     base = keras.applications.VGG16(include_top=True, weights=None, input_shape=(*input_size, 3))
     if weights is not None:
         _load_vgg16_weights(base, weights)
-        first = base.get_layer("block1_conv1")
-        kernel, bias = first.get_weights()
-        first.set_weights([kernel[:, :, ::-1, :], bias])
     base.trainable = False
     inputs = _rgb_input(input_size)
-    x = layers.Normalization(mean=IMAGENET_RGB_MEAN, variance=(1.0, 1.0, 1.0), name="imagenet_mean")(inputs)
+    x = normalize(inputs, "caffe")
     features = keras.Model(base.input, base.get_layer("fc2").output, name="vgg16_base")(x)
     return keras.Model(inputs, features, name="vgg16_backbone")
 
@@ -160,7 +197,7 @@ def vgg16_head(feature_size: int, num_classes: int) -> keras.Model:
     return keras.Model(inputs, outputs, name="vgg16_head")
 
 
-@register("vgg16")
+@register("vgg16", normalization="caffe", transfer=Transfer(vgg16_backbone, vgg16_head))
 def vgg16(
     input_size: tuple[int, int] = (224, 224),
     num_classes: int = 4,

@@ -3,7 +3,9 @@
 Each scan is decoded by `tumorscan.images.load_pixels` (the runtime's one preprocessing path) exactly
 once per model size, into a uint8 `.npy` memory map of N x H x W x 3 beside an `index.json` that
 records every file's relative path, label, size, modification time and sha256. The cache is reused
-while those keys match and rebuilt (decoding only new or changed files) when they do not.
+while those keys match and rebuilt (decoding only new or changed files) when they do not. The pixels
+file is named after a digest of the index's rows and written before the index that names it, so an
+index never pairs with another run's pixels, even after a crash or beside a concurrent run.
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ from tumorscan.files import atomic_write_text
 from tumorscan.folders import LabelledScan, class_folders, scan_dataset
 from tumorscan.images import read_scan_file
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 INDEX_NAME = "index.json"
-PIXELS_NAME = "pixels.npy"
+PIXELS_PREFIX = "pixels-"
 DECODE_THREADS = 4
 
 
@@ -129,7 +131,7 @@ def load_dataset(
     folder = cache_folder(cache_dir, root, size) if cache_dir is not None else None
     previous = _read_index(folder, size) if folder is not None else None
     if previous is not None and previous["entries"] == keys:
-        pixels = np.load(folder / PIXELS_NAME, mmap_mode="r")  # type: ignore[operator]
+        pixels = np.load(folder / previous["pixels"], mmap_mode="r")
         return _assemble(root, class_order, scans, previous["results"], pixels, reused=len(scans))
     results, pixels, reused = _decode_all(root, scans, keys, size, folder, previous, progress)
     if folder is not None:
@@ -137,11 +139,20 @@ def load_dataset(
             "version": CACHE_VERSION,
             "decoder": _decoder_versions(),
             "size": list(size),
+            "pixels": _pixels_name(keys, results),
             "entries": keys,
             "results": results,
         }
         atomic_write_text(folder / INDEX_NAME, json.dumps(index, indent=1, sort_keys=True))
+        if previous is not None and previous["pixels"] != index["pixels"]:
+            (folder / previous["pixels"]).unlink(missing_ok=True)
     return _assemble(root, class_order, scans, results, pixels, reused)
+
+
+def _pixels_name(keys: list[dict[str, Any]], results: list[dict[str, Any]]) -> str:
+    """The pixels file of an index: named after its rows, so that the index can only name its own pixels."""
+    rows = json.dumps([keys, results], sort_keys=True).encode("utf-8")
+    return f"{PIXELS_PREFIX}{hashlib.sha256(rows).hexdigest()[:16]}.npy"
 
 
 def _decoder_versions() -> dict[str, str]:
@@ -162,8 +173,8 @@ def _read_index(folder: Path, size: tuple[int, int]) -> dict[str, Any] | None:
     """The cache's index when it was written by this version for this size and its pixels exist."""
     try:
         index = json.loads((folder / INDEX_NAME).read_text(encoding="utf-8"))
-        pixels = np.load(folder / PIXELS_NAME, mmap_mode="r")
-    except (OSError, ValueError):
+        pixels = np.load(folder / index["pixels"], mmap_mode="r")
+    except (OSError, ValueError, KeyError, TypeError):
         return None
     valid = (
         index.get("version") == CACHE_VERSION
@@ -198,7 +209,7 @@ def _decode_all(
     known: dict[tuple[Any, ...], dict[str, Any]] = {}
     old_pixels: NDArray[np.uint8] | None = None
     if previous is not None and folder is not None:
-        old_pixels = np.load(folder / PIXELS_NAME, mmap_mode="r")
+        old_pixels = np.load(folder / previous["pixels"], mmap_mode="r")
         entries = zip(previous["entries"], previous["results"], strict=True)
         known = {tuple(sorted(key.items())): result for key, result in entries}
     todo = [i for i, key in enumerate(keys) if tuple(sorted(key.items())) not in known]
@@ -210,7 +221,7 @@ def _decode_all(
     partial: Path | None = None
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
-        partial = folder / f".{PIXELS_NAME}.{os.getpid()}.partial"
+        partial = folder / f".{PIXELS_PREFIX}{os.getpid()}.partial"
         pixels: NDArray[np.uint8] = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=shape)
     else:
         pixels = np.zeros(shape, dtype=np.uint8)
@@ -230,8 +241,9 @@ def _decode_all(
     if partial is not None and folder is not None:
         pixels.flush()  # type: ignore[attr-defined]
         del pixels
-        os.replace(partial, folder / PIXELS_NAME)
-        pixels = np.load(folder / PIXELS_NAME, mmap_mode="r")
+        name = _pixels_name(keys, results)
+        os.replace(partial, folder / name)
+        pixels = np.load(folder / name, mmap_mode="r")
     return results, pixels, len(scans) - len(todo)
 
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from tumorscan.errors import DatasetError, MetadataError, ModelError
-from tumorscan.export.keras_file import load_keras, read_keras_spec
+from tumorscan.errors import DatasetError, ModelError
 from tumorscan.spec import ModelSpec
 from tumorscan.train.data import load_dataset, make_dataset
+from tumorscan.train.keras_file import load_keras, require_keras_spec
 from tumorscan.train.reporting import model_report, write_reports
 from tumorscan.train.trainer import require_training_stack
 
@@ -53,12 +53,9 @@ def evaluate_model(
     require_training_stack()
     if not model_path.is_file():
         raise ModelError(f"{model_path}: no such model file.")
-    spec = read_keras_spec(model_path)
-    if spec is None:
-        raise MetadataError(
-            f"{model_path}: holds no tumorscan spec (labels, input size); train it with tumor-train or save "
-            "it with tumorscan.export.keras_file.save_keras."
-        )
+    spec = require_keras_spec(
+        model_path, "train it with tumor-train or save it with tumorscan.train.keras_file.save_keras."
+    )
     model = load_keras(model_path)
     scans = load_dataset(data, spec.input.size, cache, labels=spec.labels, progress=progress)
     subsets = {"all": np.arange(len(scans), dtype=np.int64)}

@@ -8,7 +8,7 @@ import keras
 
 
 @keras.saving.register_keras_serializable(package="tumorscan")
-class SparseSmoothedCrossentropy(keras.losses.Loss):
+class SparseSmoothedCrossentropy(keras.losses.Loss):  # type: ignore[misc]  # keras has no type hints
     """Categorical cross-entropy on integer labels, with label smoothing.
 
     Smoothing moves `smoothing` of each target's mass evenly onto all classes, which keeps the logits

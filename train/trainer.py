@@ -22,22 +22,39 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 import tumorscan
 from tumorscan.errors import MissingDependencyError, TumorscanError
-from tumorscan.export.keras_file import save_keras
 from tumorscan.files import atomic_write_text
 from tumorscan.folders import refuse_split_roots
 from tumorscan.spec import InputSpec, ModelSpec
 from tumorscan.train.augment import AUGMENTATIONS, make_augmenter
 from tumorscan.train.data import CachedScans, default_cache_dir, load_dataset, make_dataset, stratified_split
+from tumorscan.train.keras_file import save_keras
 from tumorscan.train.reporting import model_report, write_reports
 
+if TYPE_CHECKING:
+    from tumorscan.train.architectures import Transfer
+
 STRATEGIES = ("default", "mirrored", "multiworker")
+RECIPE = (
+    "arch",
+    "size",
+    "val_split",
+    "seed",
+    "monitor",
+    "weights",
+    "augment",
+    "class_weights",
+    "label_smoothing",
+    "lr",
+    "batch_size",
+)
+"""What a resumed run must repeat: the checkpoint's loss and optimizer and the run's records assume them."""
 MONITORS = {"val_loss": "min", "val_accuracy": "max"}
 CHECKPOINTS = "checkpoints"
 AUDIT = "audit"
@@ -81,12 +98,9 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise TumorscanError for option values no run can use."""
-        from tumorscan.train.architectures import ARCHITECTURES, UnknownArchitectureError
+        from tumorscan.train.architectures import ARCHITECTURES, get_architecture
 
-        if self.arch not in ARCHITECTURES:
-            raise UnknownArchitectureError(
-                f"unknown architecture {self.arch!r}; choose one of: {', '.join(sorted(ARCHITECTURES))}."
-            )
+        architecture = get_architecture(self.arch)
         problems = []
         if self.epochs < 1:
             problems.append("--epochs must be at least 1")
@@ -104,8 +118,9 @@ class TrainConfig:
             problems.append(f"--monitor must be one of {', '.join(MONITORS)}")
         if self.strategy not in STRATEGIES:
             problems.append(f"--strategy must be one of {', '.join(STRATEGIES)}")
-        if self.weights is not None and self.arch != "vgg16":
-            problems.append(f"--weights applies to vgg16 only; {self.arch} trains from scratch")
+        if self.weights is not None and architecture.transfer is None:
+            takes = ", ".join(name for name, known in ARCHITECTURES.items() if known.transfer is not None)
+            problems.append(f"--weights applies to {takes} only; {self.arch} trains from scratch")
         if problems:
             raise TumorscanError("; ".join(problems) + ".")
         refuse_split_roots(self.data, self.test)  # before the run folder is touched
@@ -231,14 +246,15 @@ def _check_resumable(config: TrainConfig) -> dict[str, Any]:
             f"{out}: the run's checkpoint state is unreadable ({exc}); start again with --force."
         ) from exc
     current = json.loads(json.dumps(config.to_json()))
-    keys = ("arch", "size", "val_split", "seed", "monitor", "weights")
     changed = [
-        f"{key} {previous.get(key)} -> {current[key]}" for key in keys if previous.get(key) != current[key]
+        f"{key} {previous.get(key)} -> {current[key]}" for key in RECIPE if previous.get(key) != current[key]
     ]
     if Path(previous["data"]).resolve() != config.data.resolve():
         changed.append(f"data {previous['data']} -> {config.data}")
     if changed:
-        raise TumorscanError(f"{out}: cannot resume with different settings ({'; '.join(changed)}).")
+        raise TumorscanError(
+            f"{out}: cannot resume with different settings ({'; '.join(changed)}); repeat the run's options."
+        )
     if state["epoch"] + 1 >= config.epochs:
         done = state["epoch"] + 1
         raise TumorscanError(
@@ -249,7 +265,7 @@ def _check_resumable(config: TrainConfig) -> dict[str, Any]:
 
 @dataclass
 class _Pipeline:
-    """What differs between training a whole network and a VGG16 head on cached features."""
+    """What differs between training a whole network and a head on cached backbone features."""
 
     build: Callable[[], Any]
     dataset: Callable[[str, NDArray[np.int64], bool], Any]
@@ -282,11 +298,12 @@ def _feature_pipeline(
     config: TrainConfig,
     sources: dict[str, CachedScans],
     shuffle_seed: int,
+    transfer: Transfer,
     backbone: Any,
     cache_dir: Path,
     log: RunLog,
 ) -> _Pipeline:
-    from tumorscan.train.architectures import build_model, vgg16_head
+    from tumorscan.train.architectures import build_model
     from tumorscan.train.transfer import (
         AUGMENTATION_NOTE,
         backbone_features,
@@ -295,13 +312,13 @@ def _feature_pipeline(
     )
 
     if config.augment != "none":
-        log(AUGMENTATION_NOTE)
+        log(AUGMENTATION_NOTE.format(arch=config.arch))
     fingerprint = backbone_fingerprint(backbone)
     features = {}
     for name, scans in sources.items():
         started = time.time()
         features[name] = backbone_features(backbone, scans, cache_dir, config.batch_size, fingerprint)
-        log(f"VGG16 features of {len(scans)} {name} scans ready in {time.time() - started:.1f} s")
+        log(f"{config.arch} features of {len(scans)} {name} scans ready in {time.time() - started:.1f} s")
     num_classes = len(sources["train"].labels)
 
     def dataset(source: str, indices: NDArray[np.int64], training: bool) -> Any:
@@ -314,9 +331,11 @@ def _feature_pipeline(
         )
 
     return _Pipeline(
-        build=lambda: vgg16_head(int(features["train"].shape[1]), num_classes),
+        build=lambda: transfer.head(int(features["train"].shape[1]), num_classes),
         dataset=dataset,
-        finalize=lambda head: build_model("vgg16", config.size, num_classes, head=head, backbone=backbone),
+        finalize=lambda head: build_model(
+            config.arch, config.size, num_classes, head=head, backbone=backbone
+        ),
     )
 
 
@@ -437,15 +456,18 @@ def train(config: TrainConfig, echo: bool = True, progress: bool = True) -> Trai
     """
     require_training_stack()
     config.validate()
+    from tumorscan.train.architectures import get_architecture
+
+    architecture = get_architecture(config.arch)
     backbone = None
-    if config.arch == "vgg16":
+    if architecture.transfer is not None:
         import keras
 
         from tumorscan.train.transfer import build_backbone, parse_weights
 
         keras.utils.set_random_seed(config.seed)  # a backbone without weights is random: make it the seed's
 
-        backbone = build_backbone(config.size, parse_weights(config.weights))
+        backbone = build_backbone(architecture.transfer, config.size, parse_weights(config.weights))
     prepare_output(config)
     state = _check_resumable(config) if config.resume else None
     strategy = select_strategy(config.strategy)
@@ -470,7 +492,6 @@ def train(config: TrainConfig, echo: bool = True, progress: bool = True) -> Trai
 
     import keras
 
-    from tumorscan.train.architectures import NORMALIZATION
     from tumorscan.train.checkpoints import RunCheckpoint
 
     audit = None
@@ -486,9 +507,11 @@ def train(config: TrainConfig, echo: bool = True, progress: bool = True) -> Trai
     initial_epoch = 0 if state is None else state["epoch"] + 1
     seed = config.seed + initial_epoch
     keras.utils.set_random_seed(seed)
-    if backbone is not None:
+    if architecture.transfer is not None:
         begun = time.time()
-        pipeline = _feature_pipeline(config, data.sources, seed, backbone, cache_dir, log)
+        pipeline = _feature_pipeline(
+            config, data.sources, seed, architecture.transfer, backbone, cache_dir, log
+        )
         timings["feature_seconds"] = round(time.time() - begun, 2)
     else:
         pipeline = _pixel_pipeline(config, data.sources, seed)
@@ -542,7 +565,7 @@ def train(config: TrainConfig, echo: bool = True, progress: bool = True) -> Trai
     }
     spec = ModelSpec(
         labels=data.labels,
-        input=InputSpec(*config.size, normalization=NORMALIZATION[config.arch]),
+        input=InputSpec(*config.size, normalization=architecture.normalization),
         architecture=config.arch,
         provenance=provenance,
     )

@@ -1,8 +1,8 @@
-"""VGG16 transfer learning on cached features.
+"""Transfer learning on cached features (architectures with a backbone and a head, such as VGG16).
 
-Only the last Dense layer of the VGG16 transfer model trains, so the frozen backbone's fc2 output
-is computed once per cached scan (and cached on disk beside the pixels); the head trains on those
-features in seconds, and the full model is assembled from the same backbone and the trained head.
+Only the head of the transfer model trains, so the frozen backbone's output (VGG16: fc2) is computed
+once per cached scan (and cached on disk beside the pixels); the head trains on those features in
+seconds, and the full model is assembled from the same backbone and the trained head.
 Augmentation cannot apply to precomputed features, so this path trains without it.
 """
 
@@ -17,17 +17,17 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tumorscan.errors import TumorscanError
-from tumorscan.train.architectures import vgg16_backbone
+from tumorscan.train.architectures import Transfer
 from tumorscan.train.data import CachedScans, cache_folder, make_dataset
 
 IMAGENET_SIZE = (224, 224)
 AUGMENTATION_NOTE = (
-    "VGG16 trains its head on cached backbone features, which cannot be augmented; --augment is ignored."
+    "{arch} trains its head on cached backbone features, which cannot be augmented; --augment is ignored."
 )
 
 
 def parse_weights(value: str | None) -> str | Path | None:
-    """--weights as vgg16_backbone takes it: "imagenet" (the default), a path, or None for "none"."""
+    """--weights as a backbone takes it: "imagenet" (the default), a path, or None for "none"."""
     if value is None or value == "imagenet":
         return "imagenet"
     if value == "none":
@@ -35,8 +35,8 @@ def parse_weights(value: str | None) -> str | Path | None:
     return Path(value)
 
 
-def build_backbone(size: tuple[int, int], weights: str | Path | None) -> Any:
-    """The frozen VGG16 backbone at `size`.
+def build_backbone(transfer: Transfer, size: tuple[int, int], weights: str | Path | None) -> Any:
+    """The frozen backbone of a transfer architecture at `size`.
 
     Raises:
         TumorscanError: pretrained weights requested at a size other than 224x224 (their fc layers fix it).
@@ -44,10 +44,10 @@ def build_backbone(size: tuple[int, int], weights: str | Path | None) -> Any:
     """
     if weights is not None and tuple(size) != IMAGENET_SIZE:
         raise TumorscanError(
-            f"VGG16 with pretrained weights needs --size 224 (its fully connected layers fix the size); "
+            f"the pretrained backbone needs --size 224 (its fully connected layers fix the size); "
             f"got {size[0]}x{size[1]}. Use --size 224, or --weights none to train from scratch."
         )
-    return vgg16_backbone(size, weights)
+    return transfer.backbone(size, weights)
 
 
 def backbone_fingerprint(backbone: Any) -> str:

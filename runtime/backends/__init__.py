@@ -63,13 +63,13 @@ class BackendEntry:
     package: str
     """Top-level import name that must be installed."""
     pip_name: str
-    extra: str
-    """The tumorscan extra that installs it."""
+    extra: str | None
+    """The tumorscan extra that installs it (None: none does; the hint names the package)."""
 
 
 BACKENDS: dict[str, BackendEntry] = {
     "litert": BackendEntry("tflite", ".tflite", "ai_edge_litert", "ai-edge-litert", "litert"),
-    "tflite-runtime": BackendEntry("tflite", ".tflite", "tflite_runtime", "tflite-runtime", "litert"),
+    "tflite-runtime": BackendEntry("tflite", ".tflite", "tflite_runtime", "tflite-runtime", None),
     "onnxruntime": BackendEntry("onnx", ".onnx", "onnxruntime", "onnxruntime", "onnx"),
 }
 """Backends by name, in order of preference for their file type."""

@@ -11,7 +11,7 @@ from tumorscan.errors import DatasetError, ModelError, TumorscanError
 from tumorscan.export.exporter import ExportOptions, export_model
 from tumorscan.export.formats import select_targets
 from tumorscan.export.graph import OutputShapeError
-from tumorscan.export.keras_file import UnsafeModelError
+from tumorscan.train.keras_file import UnsafeModelError
 
 
 def _options(tmp_path: Path, formats: str = "tflite", mode: str = "int8", **options: object) -> ExportOptions:

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from tumorscan.export.bench import BENCH_FORMATS, BenchOptions, _notes, bench_command, run_bench
-from tumorscan.export.bench_report import (
+from tumorscan.export.bench.cli import bench_command
+from tumorscan.export.bench.report import (
     ColdStart,
     FormatResult,
     ModelBench,
@@ -18,6 +18,7 @@ from tumorscan.export.bench_report import (
     compute_ratios,
     format_bench,
 )
+from tumorscan.export.bench.run import BENCH_FORMATS, BenchOptions, _notes, run_bench
 from tumorscan.export.exporter import ExportReport
 from tumorscan.spec import DEFAULT_LABELS as LABELS
 

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from tumorscan.export.exporter import REPORT_JSON, REPORT_TEXT, ExportReport
-from tumorscan.export.keras_file import file_sha256, load_keras
 from tumorscan.folders import scan_dataset
 from tumorscan.images import load_pixels
 from tumorscan.metadata import read_model_spec
 from tumorscan.spec import DEFAULT_LABELS as LABELS
+from tumorscan.train.keras_file import file_sha256, load_keras
 
 TINY_SIZE = (32, 32)
 RunModel = Callable[[Path, np.ndarray], np.ndarray]

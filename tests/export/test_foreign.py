@@ -12,10 +12,10 @@ from tumorscan.errors import MetadataError, ModelError, TumorscanError
 from tumorscan.export.exporter import ExportOptions, export_model
 from tumorscan.export.formats import select_targets
 from tumorscan.export.graph import OutputShapeError, prepare_model
-from tumorscan.export.keras_file import file_sha256, load_keras
 from tumorscan.folders import scan_dataset
 from tumorscan.images import load_pixels
 from tumorscan.metadata import read_model_spec
+from tumorscan.train.keras_file import file_sha256, load_keras, require_keras_spec
 
 RunModel = Callable[[Path, np.ndarray], np.ndarray]
 THREE = ("cat", "dog", "fox")
@@ -45,6 +45,15 @@ def test_normalisation_and_softmax_are_baked_into_both_formats(
         assert spec.labels == THREE and spec.input.size == (32, 32)
         assert spec.input.normalization == "rescale" and spec.architecture == "foreign"
         assert spec.source_sha256 == file_sha256(foreign_logits_model)
+
+
+def test_reading_a_spec_a_foreign_model_lacks_says_what_to_do(
+    foreign_logits_model: Path, tiny_keras_model: Path
+) -> None:
+    with pytest.raises(MetadataError) as error:
+        require_keras_spec(foreign_logits_model, "do X")
+    assert str(error.value) == f"{foreign_logits_model}: holds no tumorscan spec (labels, input size); do X"
+    assert require_keras_spec(tiny_keras_model, "do X").architecture == "cnn2"
 
 
 def test_a_model_without_spec_needs_labels_and_preprocess(foreign_logits_model: Path, tmp_path: Path) -> None:

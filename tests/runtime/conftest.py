@@ -15,7 +15,7 @@ from tumorscan.spec import METADATA_KEY, ModelSpec
 
 
 def _keras(path: Path) -> tuple[Any, ModelSpec]:
-    from tumorscan.export.keras_file import load_keras, read_keras_spec
+    from tumorscan.train.keras_file import load_keras, read_keras_spec
 
     spec = read_keras_spec(path)
     assert spec is not None

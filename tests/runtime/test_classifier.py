@@ -26,7 +26,7 @@ def scans(sample_test: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def keras_probabilities(tiny_keras_model: Path, scans: list[Path]) -> np.ndarray:
-    from tumorscan.export.keras_file import load_keras
+    from tumorscan.train.keras_file import load_keras
 
     model = load_keras(tiny_keras_model)
     return np.asarray(model.predict(np.stack([load_pixels(s, (32, 32)) for s in scans]), verbose=0))
@@ -159,6 +159,16 @@ def test_backend_is_chosen_through_the_registry(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(backends, "is_installed", lambda name: False)
     with pytest.raises(MissingDependencyError, match=r"tumorscan\[onnx\]"):
         backends.choose_backend(".onnx")
+
+
+def test_missing_backend_hints_name_what_installs_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backends, "is_installed", lambda name: False)
+    with pytest.raises(MissingDependencyError) as runtime_error:
+        backends.choose_backend(".tflite", "tflite-runtime")
+    assert "Install it with: pip install 'tflite-runtime'" in str(runtime_error.value)
+    with pytest.raises(MissingDependencyError) as litert_error:
+        backends.choose_backend(".tflite")
+    assert "Install it with: pip install 'tumorscan[litert]'" in str(litert_error.value)
 
 
 def test_backend_override_is_checked(tflite_fp32: Path) -> None:

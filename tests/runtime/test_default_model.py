@@ -1,7 +1,7 @@
 """Golden outputs: the packaged default model, through the runtime, matches its Keras original.
 
 tests/data/golden.json holds the original's probabilities on the committed sample scans (written by
-scripts/make-golden). The check runs `tumor-infer` in a fresh process, which never imports TensorFlow.
+scripts/make_golden.py). The check runs `tumor-infer` in a fresh process, which never imports TensorFlow.
 """
 
 from __future__ import annotations

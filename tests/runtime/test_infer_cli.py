@@ -146,14 +146,19 @@ def test_untagged_model_is_a_usage_error(onnx_plain: Path, sample_test: Path) ->
     assert "tiny_plain.onnx: carries no tumorscan metadata" in result.output
 
 
+def test_without_a_packaged_model_says_to_pass_one(
+    sample_test: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(models, "__file__", str(tmp_path / "__init__.py"))
+    result = CliRunner().invoke(infer_command, [str(sample_test)])
+    assert result.exit_code == 2
+    assert "no default model is packaged" in result.output and "--model PATH" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_default_model(
     tflite_fp32: Path, sample_test: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    packaged = Path(models.__file__).with_name(models.DEFAULT_MODEL_NAME)
-    if not packaged.exists():
-        result = CliRunner().invoke(infer_command, [str(sample_test)])
-        assert result.exit_code == 2
-        assert "no default model is packaged" in result.output and "--model PATH" in result.output
     fake_package = tmp_path / "models"
     fake_package.mkdir()
     shutil.copy(tflite_fp32, fake_package / models.DEFAULT_MODEL_NAME)

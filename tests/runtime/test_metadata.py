@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
-from tumorscan.errors import MetadataError, ModelError
+from tumorscan.errors import MetadataError, MissingDependencyError, ModelError
 from tumorscan.metadata import (
     embed_tflite_metadata,
     read_model_spec,
@@ -97,3 +98,11 @@ def test_unknown_suffix_and_missing_file(tmp_path: Path) -> None:
 
 def _any_spec_json() -> str:
     return '{"labels":["a","b"],"input":{"height":8,"width":8}}'
+
+
+def test_writing_tflite_metadata_without_litert_names_its_extra(
+    tflite_fp32: Path, tiny_spec: ModelSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'tumorscan\[litert\]'"):
+        embed_tflite_metadata(tflite_fp32.read_bytes(), tiny_spec)

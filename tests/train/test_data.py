@@ -10,6 +10,7 @@ import pytest
 
 from tumorscan.errors import DatasetError
 from tumorscan.images import load_pixels
+from tumorscan.train import data
 from tumorscan.train.data import cache_folder, load_dataset, make_dataset, stratified_split
 
 SIZE = (32, 32)
@@ -46,6 +47,28 @@ def test_cache_is_rebuilt_when_files_change_decoding_only_those(scans_copy: Path
     runtime = np.stack([load_pixels(path, SIZE) for path in second.paths])
     assert np.asarray(second.pixels).tobytes() == runtime.tobytes()
     assert second.fingerprint() != first.fingerprint()
+
+
+def test_an_interrupted_rebuild_leaves_the_index_with_its_own_pixels(
+    scans_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    first = load_dataset(scans_copy, SIZE, cache, progress=False)
+    moved = tmp_path / "moved.jpg"
+    shutil.move(first.paths[0], moved)
+
+    def crash(path: Path, text: str) -> None:
+        raise OSError("interrupted before the index was written")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(data, "atomic_write_text", crash)
+        with pytest.raises(OSError, match="interrupted"):
+            load_dataset(scans_copy, SIZE, cache, progress=False)
+    shutil.move(moved, first.paths[0])
+    again = load_dataset(scans_copy, SIZE, cache, progress=False)
+    assert again.reused == len(first) == 24
+    runtime = np.stack([load_pixels(path, SIZE) for path in again.paths])
+    assert np.asarray(again.pixels).tobytes() == runtime.tobytes()
 
 
 def test_unreadable_scans_are_named_skipped_and_counted(scans_copy: Path, tmp_path: Path) -> None:

@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from tumorscan.export.keras_file import load_keras, read_keras_spec
 from tumorscan.train.cli import train_command
+from tumorscan.train.keras_file import load_keras, read_keras_spec
 from tumorscan.train.trainer import RUN_FILES
 
 LABELS = ("glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor")
 TINY = ["--size", "32", "--batch-size", "8", "--no-audit"]
+RECIPE = ["--augment", "strong", "--class-weights", "--label-smoothing", "0.1"]
+"""The fixture run's recipe, which a resume repeats."""
 
 
 def run_train(*args: str | Path) -> Result:
@@ -86,7 +88,7 @@ def test_resume_continues_at_the_next_epoch(trained: Path, sample_train: Path, t
     shutil.copytree(trained, out)
     saved = keras.models.load_model(out / "checkpoints" / "last.keras")
     assert int(saved.optimizer.iterations.numpy()) == 3  # 20 training scans in batches of 8
-    args = ["--arch", "cnn2", "--data", sample_train, "--out", out, *TINY]
+    args = ["--arch", "cnn2", "--data", sample_train, "--out", out, *TINY, *RECIPE]
     result = run_train(*args, "--epochs", "2", "--resume")
     assert result.exit_code == 0, result.output
     history = json.loads((out / "history.json").read_text(encoding="utf-8"))
@@ -109,6 +111,20 @@ def test_resume_refuses_other_settings(trained: Path, sample_train: Path, tmp_pa
     assert (
         result.exit_code == 1 and "cannot resume with different settings (arch cnn2 -> cnn1" in result.output
     )
+
+
+def test_resume_refuses_another_recipe(trained: Path, sample_train: Path, tmp_path: Path) -> None:
+    out = tmp_path / "resumed"
+    shutil.copytree(trained, out)
+    result = run_train(
+        "--arch", "cnn2", "--data", sample_train, "--out", out, *TINY, "--epochs", "3", "--resume",
+        "--augment", "none", "--lr", "0.01",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    for change in ("augment strong -> none", "class_weights True -> False", "label_smoothing 0.1 -> 0.0"):
+        assert change in result.output
+    assert "lr 0.001 -> 0.01" in result.output and "batch_size" not in result.output
+    assert json.loads((out / "run.json").read_text(encoding="utf-8"))["config"]["augment"] == "strong"
 
 
 def test_resume_without_a_run_is_refused(sample_train: Path, tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 """Write tests/data/golden.json: the original Keras model's probabilities on the committed sample scans.
 
 The golden-output test checks the packaged default model against this file without TensorFlow.
-Usage: scripts/make-golden ORIGINAL.keras [--default runtime/models/default.tflite]
+Usage: scripts/make_golden.py ORIGINAL.keras [--default runtime/models/default.tflite]
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tumorscan.export.keras_file import file_sha256, load_keras, read_keras_spec
 from tumorscan.export.parity import keras_probabilities
 from tumorscan.folders import scan_dataset
 from tumorscan.images import load_pixels
 from tumorscan.metadata import read_model_spec
+from tumorscan.train.keras_file import file_sha256, load_keras, require_keras_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "tests" / "data" / "mri"
@@ -29,9 +29,7 @@ def main() -> None:
     parser.add_argument("original", type=Path)
     parser.add_argument("--default", type=Path, default=ROOT / "runtime" / "models" / "default.tflite")
     args = parser.parse_args()
-    spec = read_keras_spec(args.original)
-    if spec is None:
-        raise SystemExit(f"{args.original}: holds no tumorscan spec.")
+    spec = require_keras_spec(args.original, "pass the model tumor-train saved.")
     exported = read_model_spec(args.default)
     sha256 = file_sha256(args.original)
     if exported.source_sha256 != sha256:

@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from tumorscan.errors import ModelError
+from tumorscan.errors import MetadataError, ModelError
 from tumorscan.spec import ModelSpec
 
 SPEC_ENTRY = "tumorscan.json"
@@ -55,6 +55,19 @@ def read_keras_spec(path: Path) -> ModelSpec | None:
             return ModelSpec.from_json(archive.read(SPEC_ENTRY), source=str(path))
     except zipfile.BadZipFile as exc:
         raise ModelError(f"{path}: not a .keras archive ({exc}).") from exc
+
+
+def require_keras_spec(path: Path, hint: str) -> ModelSpec:
+    """The spec stored in a `.keras` file; `hint` says what to do when it holds none.
+
+    Raises:
+        MetadataError: the file holds no tumorscan spec (a model saved elsewhere).
+        ModelError: the file is not a `.keras` archive.
+    """
+    spec = read_keras_spec(path)
+    if spec is None:
+        raise MetadataError(f"{path}: holds no tumorscan spec (labels, input size); {hint}")
+    return spec
 
 
 def _layer_configs(config: Any) -> list[dict[str, Any]]:

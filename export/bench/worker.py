@@ -1,11 +1,11 @@
-"""One benchmark measurement in a process of its own: `python -m tumorscan.export.bench_worker JOB.json`.
+"""One benchmark measurement in a process of its own: `python -m tumorscan.export.bench.worker JOB.json`.
 
 Each format runs in a fresh process, so its import, load time and peak memory are its own, and the
 runtime formats never import TensorFlow (the worker reports whether it did). The job file, written
-by `tumorscan.export.bench`, names the model, its format, the pre-decoded pixels and the settings;
+by `tumorscan.export.bench.run`, names the model, its format, the pre-decoded pixels and the settings;
 the worker prints one JSON line of measurements and saves the model's probabilities on every scan.
 
-`python -m tumorscan.export.bench_worker keras-predict MODEL.keras SCAN THREADS` classifies one scan
+`python -m tumorscan.export.bench.worker keras-predict MODEL.keras SCAN THREADS` classifies one scan
 through Keras and prints its label: the cold-start reference for `tumor-infer`.
 """
 
@@ -71,14 +71,12 @@ def keras_runner(path: Path, threads: int) -> Runner:
     tf.config.threading.set_inter_op_parallelism_threads(threads)
     import keras
 
-    from tumorscan.export.keras_file import load_keras, read_keras_spec
     from tumorscan.export.parity import keras_probabilities
     from tumorscan.images import load_pixels
+    from tumorscan.train.keras_file import load_keras, require_keras_spec
 
     imported = time.perf_counter()
-    spec = read_keras_spec(path)
-    if spec is None:
-        raise ModelError(f"{path}: holds no tumorscan spec (labels, input size); save it with tumor-train.")
+    spec = require_keras_spec(path, "save it with tumor-train.")
     model = load_keras(path)
     loaded = time.perf_counter()
 
@@ -170,10 +168,10 @@ def read_pixels(job: dict[str, Any], start: int, stop: int) -> Pixels:
 
 def _throughput(runner: Runner, job: dict[str, Any]) -> float:
     """Scans per second through the model call at the job's batch size."""
-    batch_size = job["batch_size"]
+    batch_size: int = job["batch_size"]
     first = read_pixels(job, 0, min(batch_size, job["count"]))
     batch = runner.prepare(first[np.arange(batch_size) % len(first)])
-    rounds = max(MIN_THROUGHPUT_BATCHES, math.ceil(job["runs"] / batch_size))
+    rounds = max(MIN_THROUGHPUT_BATCHES, math.ceil(int(job["runs"]) / batch_size))
     seconds = timings(lambda: runner.call(batch), rounds, warmup=1)
     return batch_size * rounds / sum(seconds)
 

@@ -11,7 +11,8 @@ the x86 environment has), installs the wheel built from this checkout into it, r
 quantization step of the model's output (float outputs: 1e-4).
 
 Needs: a Debian-based x86_64 host with apt-get, dpkg-deb and the Debian archive keyring, a Debian
-mirror (default: the one in the system's APT sources) and PyPI. No root privileges are needed.
+mirror (default: the one in the system's APT sources) and PyPI, and a Python with tumorscan installed to
+run it (it reads the records through `tumorscan.records`). No root privileges are needed.
 Exit status: 0 all predictions match, 1 a mismatch, 2 the check could not run.
 """
 
@@ -34,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tumorscan.records import RecordError, compare_records, output_tolerance, read_records
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE = REPO / ".cache" / "aarch64"
 DEFAULT_SCANS = (REPO / "tests" / "data" / "mri" / "train", REPO / "tests" / "data" / "mri" / "test")
@@ -48,10 +51,6 @@ WHEEL_PLATFORMS = (
     "manylinux_2_17_aarch64",
 )
 RUNTIME_EXTRAS = ("onnx",)
-FLOAT_TOLERANCE = 1e-4
-"""Float outputs: NEON kernels sum in another order than AVX ones, so float32 probabilities differ in
-the last bits; measured up to 7.6e-6 (XNNPACK) and 3e-7 (ONNX Runtime) for a 224x224 cnn2. 1e-4 leaves
-a margin of ten over that and is still 39 times finer than one step (1/256) of an int8 model's output."""
 PI5_PAGE_SIZE = 16384
 """Raspberry Pi OS runs the Pi 5 with a 16 KiB page kernel; qemu-user on a 4 KiB host emulates 4 KiB pages."""
 RUN_CLI = "from tumorscan.cli import infer_command; infer_command(prog_name='tumor-infer')"
@@ -94,31 +93,6 @@ print(json.dumps(str(default_model_path())))
 
 class CheckError(Exception):
     """The check could not run (environment, build or tool failure)."""
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One scan's record from tumor-infer --jsonl."""
-
-    label: str
-    """The top-1 label, or "error CODE" for a scan that could not be classified."""
-    probabilities: dict[str, float]
-    model_sha256: str
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """One CPU's results against the reference."""
-
-    scans: int
-    top1_agree: int
-    identical: int
-    max_diff: float
-    problems: list[str]
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
 
 
 @dataclass(frozen=True)
@@ -404,25 +378,6 @@ def scan_arguments(folders: list[Path]) -> list[str]:
     return arguments
 
 
-def parse_predictions(text: str, source: str) -> dict[str, Prediction]:
-    """tumor-infer --jsonl output: one JSON record per scan, keyed by the scan's path."""
-    predictions = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            sha256 = str(record["model"]).rpartition("@")[2]
-            if record["status"] == "ok":
-                probabilities = {str(k): float(v) for k, v in record["probabilities"].items()}
-                predictions[record["source"]] = Prediction(str(record["label"]), probabilities, sha256)
-            else:
-                predictions[record["source"]] = Prediction(f"error {record['code']}", {}, sha256)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise CheckError(f"{source}:{number}: not a tumor-infer --jsonl record ({exc!r})") from exc
-    return predictions
-
-
 def infer(
     command: list[str], env: dict[str, str] | None, model: Path | None, scans: list[str], output: Path
 ) -> str:
@@ -445,48 +400,9 @@ def infer(
     return result.stdout
 
 
-def compare(reference: dict[str, Prediction], found: dict[str, Prediction], tolerance: float) -> Comparison:
-    """Top-1 labels must be equal, probabilities within `tolerance`, and the model the same file."""
-    problems = [f"{path}: missing from the emulated run" for path in sorted(set(reference) - set(found))]
-    problems += [f"{path}: not in the reference" for path in sorted(set(found) - set(reference))]
-    agree = identical = 0
-    max_diff = 0.0
-    for path in sorted(set(reference) & set(found)):
-        want, got = reference[path], found[path]
-        if want.model_sha256 != got.model_sha256:
-            problems.append(f"{path}: model sha256 {got.model_sha256}, reference {want.model_sha256}")
-        if want.label != got.label:
-            problems.append(f"{path}: top-1 {got.label}, reference {want.label}")
-            continue
-        agree += 1
-        if set(want.probabilities) != set(got.probabilities):
-            problems.append(
-                f"{path}: labels {sorted(got.probabilities)}, reference {sorted(want.probabilities)}"
-            )
-            continue
-        diff = max(
-            (abs(want.probabilities[k] - got.probabilities[k]) for k in want.probabilities), default=0.0
-        )
-        identical += diff == 0.0
-        max_diff = max(max_diff, diff)
-        if diff > tolerance:
-            problems.append(f"{path}: probabilities differ by {diff:.6f}, more than {tolerance:.6f}")
-    return Comparison(len(reference), agree, identical, max_diff, problems)
-
-
-def tolerance_for(quantization: dict[str, Any]) -> tuple[float, str]:
-    """One quantization step for a quantized output, FLOAT_TOLERANCE for a float one; and why."""
-    scale = quantization.get("output_scale")
-    if scale:
-        # Dequantized values are scale * (q - zero point): allow for the float rounding of that product.
-        why = f"one step of the {quantization.get('output_dtype', 'quantized')} output"
-        return float(scale) * (1 + 1e-6), why
-    return FLOAT_TOLERANCE, "float output"
-
-
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="check-aarch64",
+        prog="check_aarch64.py",
         description=__doc__.split("\n\n")[0],
         epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -574,12 +490,12 @@ def check_model(
 ) -> bool:
     """Run one model natively (unless --expect) and on each CPU; print its table; True when all match."""
     results = args.cache.resolve() / "results" / path.name
-    tolerance, why = tolerance_for(python_json(args.x86_python, PROBE_MODEL, str(path)))
+    tolerance, why = output_tolerance(python_json(args.x86_python, PROBE_MODEL, str(path)))
     if args.expect:
-        reference = parse_predictions(args.expect.read_text(encoding="utf-8"), str(args.expect))
+        reference = read_records(args.expect.read_text(encoding="utf-8"), str(args.expect))
     else:
         x86 = infer([str(args.x86_python)], None, model, scans, results / "x86_64.jsonl")
-        reference = parse_predictions(x86, "x86_64")
+        reference = read_records(x86, "x86_64")
     print(f"\nmodel {path.name}{'' if model else ' (packaged)'}: tolerance {tolerance:.6g} ({why})")
     print(
         f"  {'cpu':<11} {'board':<15} {'part':<6} {'dotprod':<8} {'scans':>5}  {'top-1 agree':>11}  "
@@ -592,7 +508,7 @@ def check_model(
             emulator.command(cpu.name), emulator.environment(), model, scans, results / f"{cpu.name}.jsonl"
         )
         seconds = time.monotonic() - started
-        outcome = compare(reference, parse_predictions(output, cpu.name), tolerance)
+        outcome = compare_records(reference, read_records(output, cpu.name), tolerance)
         all_ok &= outcome.ok
         print(
             f"  {cpu.name:<11} {CPUS[cpu.name]:<15} {cpu.part:<6} {'yes' if cpu.dotprod else 'no':<8} "
@@ -649,8 +565,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
     try:
         return check(args)
-    except CheckError as exc:
-        print(f"check-aarch64: {exc}", file=sys.stderr)
+    except (CheckError, RecordError) as exc:
+        print(f"check_aarch64: {exc}", file=sys.stderr)
         return 2
 
 

@@ -1,7 +1,7 @@
 """`tumor-bench`: every format of a model measured side by side, on this machine, in one run.
 
 For each `.keras` model and each format (Keras itself; TFLite fp32, fp16, dynamic and int8; ONNX
-fp32 and int8), a fresh worker process (`tumorscan.export.bench_worker`) loads the file and measures
+fp32 and int8), a fresh worker process (`tumorscan.export.bench.worker`) loads the file and measures
 import and load time, the latency of the bare model call on one pre-decoded scan, the end-to-end
 latency (file in, label out), throughput at a batch size and its peak memory, then saves its
 probabilities on every scan of the data, from which accuracy and agreement with Keras follow. The
@@ -24,18 +24,19 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import click
 import numpy as np
 import PIL
 from numpy.typing import NDArray
 
-from tumorscan.cli_support import user_errors
-from tumorscan.errors import MetadataError, TumorscanError
+from tumorscan.errors import TumorscanError
 from tumorscan.folders import refuse_split_roots
-from tumorscan.quiet import quiet_unless_verbose
 from tumorscan.spec import ModelSpec
+from tumorscan.train.keras_file import file_sha256, require_keras_spec
 
-from .bench_report import (
+from ..exporter import provenance
+from ..formats import TARGETS, parse_names
+from ..parity import compare_probabilities
+from .report import (
     FAILED,
     INFER,
     KERAS,
@@ -48,18 +49,12 @@ from .bench_report import (
     ModelBench,
     Timing,
     compute_ratios,
-    format_bench,
-    write_bench,
 )
-from .exporter import ensure_writable, provenance
-from .formats import TARGETS, parse_names
-from .keras_file import file_sha256, read_keras_spec
-from .parity import compare_probabilities
 
 BENCH_FORMATS = (KERAS, *(target.name for target in TARGETS))
 """What can be measured: "keras" and every export target ("tflite-int8", "onnx-fp32", ...)."""
 
-WORKER_MODULE = "tumorscan.export.bench_worker"
+WORKER_MODULE = "tumorscan.export.bench.worker"
 WORKER_TIMEOUT_S = 3600
 COLD_START_TIMEOUT_S = 600
 ERROR_LINES = 3
@@ -175,7 +170,7 @@ def run_worker(job: dict[str, Any], job_path: Path) -> dict[str, Any]:
 
 def _measure(
     name: str, path: Path, job: dict[str, Any], workdir: Path
-) -> tuple[FormatResult, NDArray | None]:
+) -> tuple[FormatResult, NDArray[np.float32] | None]:
     """One format's row, and its probabilities on the data (None when it could not be measured)."""
     if not path.is_file():
         return FormatResult(name, str(path), NOT_EXPORTED), None
@@ -215,7 +210,7 @@ def _progress_line(row: FormatResult) -> str:
 
 def _with_quality(
     rows: Sequence[FormatResult],
-    probabilities: dict[str, NDArray],
+    probabilities: dict[str, NDArray[np.float32]],
     truth: NDArray[np.int32],
     labels: Sequence[str],
     names: Sequence[str],
@@ -293,12 +288,7 @@ def _cold_starts(rows: Sequence[FormatResult], scan: Path, options: BenchOptions
 
 
 def _keras_spec(model: Path) -> ModelSpec:
-    spec = read_keras_spec(model)
-    if spec is None:
-        raise MetadataError(
-            f"{model}: holds no tumorscan spec (labels, input size); benchmark models saved by tumor-train."
-        )
-    return spec
+    return require_keras_spec(model, "benchmark models saved by tumor-train.")
 
 
 def _notes(model: Path, folder: Path, rows: Sequence[FormatResult]) -> list[str]:
@@ -310,7 +300,8 @@ def _notes(model: Path, folder: Path, rows: Sequence[FormatResult]) -> list[str]
     if exported:
         sha256 = file_sha256(model)
         notes += [
-            f"{Path(str(row.file)).name} was exported from another model (sha256 {row.source_sha256[:12]}, "
+            f"{Path(str(row.file)).name} was exported from another model "
+            f"(sha256 {str(row.source_sha256)[:12]}, "
             f"not {sha256[:12]}); re-export it for a fair comparison."
             for row in exported
             if row.source_sha256 != sha256
@@ -334,7 +325,7 @@ def bench_model(model: Path, options: BenchOptions, log: Log = _silent) -> Model
     scans = load_dataset(options.data, spec.input.size, labels=spec.labels, progress=options.progress)
     timed_scans = [str(scans.paths[i % len(scans)]) for i in range(options.warmup + options.runs)]
     rows: list[FormatResult] = []
-    probabilities: dict[str, NDArray] = {}
+    probabilities: dict[str, NDArray[np.float32]] = {}
     with tempfile.TemporaryDirectory(prefix="tumor-bench-") as temporary:
         workdir = Path(temporary)
         pixels = workdir / "pixels.u8"
@@ -385,98 +376,3 @@ def run_bench(models: Sequence[Path], options: BenchOptions, log: Log = _silent)
         settings=settings,
         models=tuple(bench_model(model, options, log) for model in models),
     )
-
-
-def _log(message: str) -> None:
-    click.echo(message, err=True)
-
-
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument(
-    "models", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
-)
-@click.option(
-    "--data",
-    required=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Labelled class-folder dataset (e.g. the test split): accuracy, agreement and the timed scans.",
-)
-@click.option(
-    "--exports",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder of the exported <stem>-<mode>.tflite/.onnx files. [default: export/ beside each model]",
-)
-@click.option(
-    "--formats",
-    default=",".join(BENCH_FORMATS),
-    show_default=True,
-    help="Comma-separated formats to measure.",
-)
-@click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True, help="Timed calls.")
-@click.option(
-    "--warmup", type=click.IntRange(min=0), default=5, show_default=True, help="Untimed calls first."
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=16,
-    show_default=True,
-    help="Images per throughput call.",
-)
-@click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    default=2,
-    show_default=True,
-    help="CPU threads of every runtime.",
-)
-@click.option(
-    "--cold-runs",
-    type=click.IntRange(min=0),
-    default=3,
-    show_default=True,
-    help="Timed fresh processes per cold start (after one untimed run); 0 skips cold starts.",
-)
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Write bench.json, bench.txt and bench.png here.",
-)
-@quiet_unless_verbose
-@user_errors
-def bench_command(
-    models: tuple[Path, ...],
-    data: Path,
-    exports: Path | None,
-    formats: str,
-    runs: int,
-    warmup: int,
-    batch_size: int,
-    threads: int,
-    cold_runs: int,
-    out: Path | None,
-) -> None:
-    """Measure MODELS (.keras) against their exported TFLite and ONNX files, side by side.
-
-    Each format runs in a fresh process: size, load time, latency of the model call and of file in,
-    label out, throughput, peak memory, accuracy and agreement with Keras; then the cold start of
-    tumor-infer against Keras, and the ratios that matter, each against its target.
-    """
-    if out is not None:
-        ensure_writable(out)
-    options = BenchOptions(
-        data=data,
-        exports=exports,
-        formats=parse_names(formats, BENCH_FORMATS, "format"),
-        runs=runs,
-        warmup=warmup,
-        batch_size=batch_size,
-        threads=threads,
-        cold_runs=cold_runs,
-        progress=True,
-    )
-    report = run_bench(models, options, log=_log)
-    click.echo(format_bench(report), nl=False)
-    if out is not None:
-        write_bench(report, out)
-        _log(f"Wrote {out / 'bench.json'}, bench.txt and bench.png.")

@@ -307,13 +307,13 @@ HEADER = (
 
 def _format_table(bench: ModelBench) -> list[str]:
     rows: list[list[str]] = [list(HEADER)]
-    for row in bench.formats:
-        name = Path(row.file).name if row.file else "-"
-        if row.status == OK:
-            rows.append([row.format, name, *_cells(row)])
+    for result in bench.formats:
+        name = Path(result.file).name if result.file else "-"
+        if result.status == OK:
+            rows.append([result.format, name, *_cells(result)])
         else:
-            reason = row.status if row.error is None else f"{row.status}: {row.error}"
-            rows.append([row.format, name, reason])
+            reason = result.status if result.error is None else f"{result.status}: {result.error}"
+            rows.append([result.format, name, reason])
     full = [row for row in rows if len(row) == len(HEADER)]
     widths = [max(len(row[i]) for row in full) for i in range(len(HEADER))]
     lines = []

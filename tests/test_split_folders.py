@@ -9,7 +9,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from tumorscan.export.bench import bench_command
+from tumorscan.export.bench.cli import bench_command
 from tumorscan.export.cli import export_command, parity_command
 from tumorscan.train.audit_cli import audit_command
 from tumorscan.train.cli import evaluate_command, train_command

@@ -10,6 +10,15 @@ Rules, in order:
    minimum-maximum range maps values to 0-255; MONOCHROME1 (white is low) is inverted.
 
 The result is an 'L' or 'RGB' PIL image for `tumorscan.images` to convert and resize.
+
+Every number read from the file is checked: a value that is not a number is a `DicomAttributeError`
+(code `bad_dicom_attribute`); values that are not finite after the rescale, or a flat frame after
+windowing, are an `EmptyImageError` (code `empty_image`, through `tumorscan.images.check_values`).
+
+Memory: Rows x Columns must stay within `MAX_PIXELS`, and a compressed frame (JPEG, JPEG-LS,
+JPEG 2000) must declare the same size in its own codestream header, read before it is decoded; so a
+decoder never allocates more than one frame of at most `MAX_PIXELS` pixels x samples. The decoded
+frame is then processed in float64 (8 bytes a pixel, a few copies at once).
 """
 
 from __future__ import annotations
@@ -22,8 +31,11 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from .errors import ImageError, ImageTooLargeError, MissingDependencyError
-from .images import MAX_PIXELS
+from .codestream import frame_size
+from .errors import DicomAttributeError, ImageError, ImageTooLargeError, MissingDependencyError
+from .images import MAX_PIXELS, check_values
+
+RLE_LOSSLESS = "1.2.840.10008.1.2.5"
 
 
 def _read(source: Path | bytes, name: str) -> Any:
@@ -39,20 +51,77 @@ def _read(source: Path | bytes, name: str) -> Any:
         raise ImageError(f"{name}: not a readable DICOM file ({exc}).") from exc
 
 
+def _number(dataset: Any, keyword: str, default: float, name: str) -> float:
+    """A numeric attribute (the first of several values), `default` when absent or empty."""
+    try:
+        value = dataset.get(keyword)
+        if value is None or value == "":
+            return float(default)
+        if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+            value = value[0]
+        return float(value)
+    except Exception as exc:  # pydicom raises ValueError/TypeError/... on malformed values
+        raise DicomAttributeError(
+            f"{name}: the DICOM attribute {keyword} is not a number ({_shown(dataset, keyword)}); "
+            "fix the file's header."
+        ) from exc
+
+
+def _shown(dataset: Any, keyword: str) -> str:
+    try:
+        return repr(str(dataset[keyword].value))[:40]
+    except Exception:  # the value itself may not even be readable
+        return "unreadable value"
+
+
+def _count(dataset: Any, keyword: str, default: int, name: str) -> int:
+    """A non-negative integer attribute such as Rows or NumberOfFrames."""
+    value = _number(dataset, keyword, default, name)
+    if not value.is_integer() or not 0 <= value < 2**32:
+        raise DicomAttributeError(f"{name}: the DICOM attribute {keyword} is {value:g}, not a count.")
+    return int(value)
+
+
+def _check_codestream(dataset: Any, index: int, frames: int, rows: int, columns: int, name: str) -> None:
+    """Refuse a compressed frame whose own header declares another or a too large size."""
+    from pydicom.encaps import get_frame
+
+    try:
+        data = get_frame(dataset.PixelData, index, number_of_frames=frames)
+    except Exception as exc:  # a broken item structure
+        raise ImageError(f"{name}: the compressed pixel data is malformed ({exc}).") from exc
+    size = frame_size(data[:65536])
+    if size is None:
+        raise ImageError(f"{name}: cannot read the image size from the compressed frame's header.")
+    if size.rows * size.columns * max(size.components, 1) > 3 * MAX_PIXELS:
+        raise ImageTooLargeError(
+            f"{name}: the compressed frame declares {size.columns}x{size.rows} pixels, over the limit of "
+            f"{MAX_PIXELS:,}; the file is malformed or the scan must be downscaled first."
+        )
+    if (size.rows, size.columns) != (rows, columns):
+        raise ImageError(
+            f"{name}: the compressed frame is {size.columns}x{size.rows} but the header says "
+            f"{columns}x{rows}; the file is malformed."
+        )
+
+
 def _frame(dataset: Any, name: str) -> NDArray[Any]:
     from pydicom.pixels.utils import pixel_array
 
     if "PixelData" not in dataset:
         raise ImageError(f"{name}: the DICOM file holds no image (no PixelData element).")
-    rows, columns = int(dataset.get("Rows", 0) or 0), int(dataset.get("Columns", 0) or 0)
+    rows, columns = _count(dataset, "Rows", 0, name), _count(dataset, "Columns", 0, name)
     if rows * columns > MAX_PIXELS:
         raise ImageTooLargeError(
             f"{name}: {columns}x{rows} pixels exceeds the limit of {MAX_PIXELS:,}; downscale the scan first."
         )
-    frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    frames = max(_count(dataset, "NumberOfFrames", 1, name), 1)
+    index = frames // 2
     syntax = getattr(dataset, "file_meta", {}).get("TransferSyntaxUID")
+    if syntax is not None and syntax.is_encapsulated and syntax != RLE_LOSSLESS:
+        _check_codestream(dataset, index, frames, rows, columns, name)
     try:
-        return pixel_array(dataset, index=frames // 2 if frames > 1 else None)
+        return pixel_array(dataset, index=index if frames > 1 else None)
     except Exception as exc:  # no decoder for the transfer syntax, or corrupt pixel data
         described = f"{syntax.name} ({syntax})" if syntax else "unknown"
         reason = " ".join(str(exc).split())
@@ -63,34 +132,30 @@ def _frame(dataset: Any, name: str) -> NDArray[Any]:
         ) from exc
 
 
-def _first(value: Any) -> float:
-    """A DICOM number that may be multi-valued (e.g. several VOI windows): the first one."""
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        value = value[0]
-    return float(value)
-
-
-def _window(values: NDArray[np.float64], dataset: Any) -> NDArray[np.float64] | None:
+def _window(values: NDArray[np.float64], dataset: Any, name: str) -> NDArray[np.float64] | None:
     """DICOM's linear VOI window to 0-1, or None when the file has no usable window."""
     if "WindowCenter" not in dataset or "WindowWidth" not in dataset:
         return None
-    center, width = _first(dataset.WindowCenter), _first(dataset.WindowWidth)
-    if width < 1:
+    center = _number(dataset, "WindowCenter", np.nan, name)
+    width = _number(dataset, "WindowWidth", np.nan, name)
+    if width < 1:  # NaN passes on: the values become NaN and `check_values` refuses them
         return None
-    scaled = ((values - (center - 0.5)) / (width - 1) + 0.5).astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = ((values - (center - 0.5)) / (width - 1) + 0.5).astype(np.float64)
     return np.clip(scaled, 0.0, 1.0)
 
 
-def _to_grey(values: NDArray[np.float64], dataset: Any) -> NDArray[np.uint8]:
-    slope, intercept = (
-        float(dataset.get("RescaleSlope", 1) or 1),
-        float(dataset.get("RescaleIntercept", 0) or 0),
-    )
-    values = values * slope + intercept
-    unit = _window(values, dataset)
+def _to_grey(values: NDArray[np.float64], dataset: Any, name: str) -> NDArray[np.uint8]:
+    slope = _number(dataset, "RescaleSlope", 1, name) or 1
+    intercept = _number(dataset, "RescaleIntercept", 0, name)
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = values * slope + intercept
+    low, high = check_values(values, name, "after the rescale")
+    unit = _window(values, dataset, name)
     if unit is None:
-        low, high = float(values.min()), float(values.max())
-        unit = (values - low) / (high - low) if high > low else np.zeros_like(values)
+        unit = (values - low) / (high - low)
+    else:
+        check_values(unit, name, "after windowing")
     grey = np.rint(unit * 255.0).astype(np.uint8)
     return 255 - grey if dataset.get("PhotometricInterpretation") == "MONOCHROME1" else grey
 
@@ -104,13 +169,14 @@ def dicom_to_image(source: Path | bytes, name: str) -> Image.Image:
     """
     dataset = _read(source, name)
     pixels = _frame(dataset, name)
-    samples = int(dataset.get("SamplesPerPixel", 1) or 1)
+    samples = _count(dataset, "SamplesPerPixel", 1, name) or 1
     if samples == 3 and pixels.ndim == 3 and pixels.shape[2] == 3:
         if pixels.dtype != np.uint8:  # keep the top 8 of the stored bits
-            pixels = (pixels >> max(int(dataset.get("BitsStored", 8)) - 8, 0)).astype(np.uint8)
+            shift = min(max(_count(dataset, "BitsStored", 8, name) - 8, 0), 56)
+            pixels = (pixels >> shift).astype(np.uint8)
         return Image.fromarray(pixels)
     if samples == 1 and pixels.ndim == 2:
-        return Image.fromarray(_to_grey(pixels.astype(np.float64), dataset))
+        return Image.fromarray(_to_grey(pixels.astype(np.float64), dataset, name))
     raise ImageError(
         f"{name}: unsupported DICOM pixel layout ({samples} samples per pixel, frame shape {pixels.shape})."
     )

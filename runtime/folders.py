@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DatasetError
-from .images import SCAN_EXTENSIONS, is_scan_file
+from .errors import DatasetError, ImageError, LinkLoopError, UnreadableFileError
+from .images import SCAN_EXTENSIONS, describe_source, is_scan_file
+
+MAX_DEPTH = 64
+"""Deepest folder a walk descends into."""
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,48 @@ def list_scans(folder: Path, recursive: bool = True) -> list[Path]:
     """All files with a scan extension under `folder`, sorted by path."""
     pattern = "**/*" if recursive else "*"
     return sorted(p for p in folder.glob(pattern) if p.is_file() and is_scan_file(p))
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A folder entry a walk could not descend into, and why (it gets its own error record)."""
+
+    path: Path
+    error: ImageError
+
+
+def _walk(folder: Path, chain: frozenset[str], depth: int) -> list[Path | Skipped]:
+    try:
+        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+    except OSError as exc:
+        message = f"{describe_source(folder)}: cannot list the folder ({exc.strerror})."
+        return [Skipped(folder, UnreadableFileError(message))]
+    found: list[Path | Skipped] = []
+    for entry in entries:
+        path, name = Path(entry.path), describe_source(entry.path)
+        if entry.is_dir():  # follows links; False for a dangling link or a link loop
+            real = os.path.realpath(path)
+            if real in chain:
+                message = f"{name}: folder link back to a folder that contains it; not followed."
+                found.append(Skipped(path, LinkLoopError(message)))
+            elif depth >= MAX_DEPTH:
+                message = f"{name}: folders nested over {MAX_DEPTH} deep; the walk stops here."
+                found.append(Skipped(path, UnreadableFileError(message)))
+            else:
+                found.extend(_walk(path, chain | {real}, depth + 1))
+        elif is_scan_file(path):  # regular or not: a dangling link, loop or FIFO gets its own record
+            found.append(path)
+    return found
+
+
+def walk_scans(folder: Path) -> list[Path | Skipped]:
+    """Every entry with a scan extension under `folder` (recursive, sorted by path), and what was skipped.
+
+    Folder links are followed unless they lead back to a folder on the way down (a `link_loop`).
+    Entries that are not regular files (dangling links, link loops, FIFOs, devices) are listed like
+    scans, so that reading them gives their own error record.
+    """
+    return _walk(folder, frozenset({os.path.realpath(folder)}), 0)
 
 
 def class_folders(root: Path) -> list[str]:

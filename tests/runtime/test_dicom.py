@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import sys
 from pathlib import Path
 from typing import Any
@@ -99,11 +100,12 @@ def test_rgb_passes_through(tmp_path: Path) -> None:
 
 
 def test_multi_frame_takes_the_middle_frame(tmp_path: Path) -> None:
-    frames = np.stack([np.full((8, 10), value, dtype=np.uint16) for value in (100, 500, 900)])
-    path = _dicom(tmp_path / "frames.dcm", frames, NumberOfFrames=3, WindowCenter=500, WindowWidth=1000)
+    ramp = np.arange(80, dtype=np.uint16).reshape(8, 10)  # not flat: a flat frame is refused
+    frames = np.stack([ramp + value for value in (100, 500, 900)])
+    path = _dicom(tmp_path / "frames.dcm", frames, NumberOfFrames=3, WindowCenter=540, WindowWidth=1000)
     pixels = np.asarray(dicom_to_image(path, "frames.dcm"))
     assert pixels.shape == (8, 10)
-    assert np.all(np.abs(pixels.astype(int) - 128) <= 1)
+    assert np.all(np.abs(pixels.astype(int) - 128) <= 11) and abs(pixels.mean() - 128) <= 1
 
 
 def test_signed_pixels(tmp_path: Path) -> None:
@@ -112,8 +114,14 @@ def test_signed_pixels(tmp_path: Path) -> None:
     assert pixels[0, 0] == 0 and pixels[-1, -1] == 255
 
 
+def j2k_header(rows: int, columns: int, components: int = 1) -> bytes:
+    """A JPEG 2000 codestream's start: SOC and a SIZ segment declaring rows x columns."""
+    size = struct.pack(">HIIIIIIIIH", 0, columns, rows, 0, 0, columns, rows, 0, 0, components)
+    return b"\xff\x4f\xff\x51" + struct.pack(">H", 38 + 3 * components) + size + b"\x07\x01\x01" * components
+
+
 def test_compressed_syntax_without_a_decoder_names_it(tmp_path: Path) -> None:
-    garbage = b"\xff\x4f\xff\x51" + bytes(range(256)) * 4  # a JPEG 2000 start marker, then noise
+    garbage = j2k_header(16, 20) + bytes(range(256)) * 4  # a JPEG 2000 header, then noise
     path = _dicom(tmp_path / "j2k.dcm", _ramp(), syntax=JPEG2000Lossless, encoded=garbage)
     with pytest.raises(
         ImageError, match=r"j2k\.dcm: cannot decode the pixel data.*JPEG 2000 Image Compression"

@@ -78,7 +78,7 @@ def _count(dataset: Any, keyword: str, default: int, name: str) -> int:
     """A non-negative integer attribute such as Rows or NumberOfFrames."""
     value = _number(dataset, keyword, default, name)
     if not value.is_integer() or not 0 <= value < 2**32:
-        raise DicomAttributeError(f"{name}: the DICOM attribute {keyword} is {value:g}, not a count.")
+        raise DicomAttributeError(f"{name}: the DICOM attribute {keyword} is not a count ({value:g}).")
     return int(value)
 
 
@@ -93,15 +93,15 @@ def _check_codestream(dataset: Any, index: int, frames: int, rows: int, columns:
     size = frame_size(data[:65536])
     if size is None:
         raise ImageError(f"{name}: cannot read the image size from the compressed frame's header.")
-    if size.rows * size.columns * max(size.components, 1) > 3 * MAX_PIXELS:
+    if size.rows * size.columns > MAX_PIXELS:
         raise ImageTooLargeError(
             f"{name}: the compressed frame declares {size.columns}x{size.rows} pixels, over the limit of "
             f"{MAX_PIXELS:,}; the file is malformed or the scan must be downscaled first."
         )
-    if (size.rows, size.columns) != (rows, columns):
+    if (size.rows, size.columns) != (rows, columns) or size.components > 4:
         raise ImageError(
-            f"{name}: the compressed frame is {size.columns}x{size.rows} but the header says "
-            f"{columns}x{rows}; the file is malformed."
+            f"{name}: the compressed frame is {size.columns}x{size.rows} ({size.components} components) "
+            f"but the header says {columns}x{rows}; the file is malformed."
         )
 
 

@@ -35,18 +35,28 @@ class Skipped:
     error: ImageError
 
 
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    """True for a folder or a link to one; False for a dangling link, a link loop or any other file."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
 def _walk(folder: Path, chain: frozenset[str], depth: int) -> list[Path | Skipped]:
     try:
-        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        with os.scandir(folder) as listing:
+            entries = sorted(listing, key=lambda entry: entry.name)
     except OSError as exc:
         message = f"{describe_source(folder)}: cannot list the folder ({exc.strerror})."
         return [Skipped(folder, UnreadableFileError(message))]
     found: list[Path | Skipped] = []
+    here = Path(os.path.realpath(folder))
     for entry in entries:
         path, name = Path(entry.path), describe_source(entry.path)
-        if entry.is_dir():  # follows links; False for a dangling link or a link loop
+        if _is_dir(entry):
             real = os.path.realpath(path)
-            if real in chain:
+            if real in chain or here.is_relative_to(real):
                 message = f"{name}: folder link back to a folder that contains it; not followed."
                 found.append(Skipped(path, LinkLoopError(message)))
             elif depth >= MAX_DEPTH:
@@ -62,7 +72,8 @@ def _walk(folder: Path, chain: frozenset[str], depth: int) -> list[Path | Skippe
 def walk_scans(folder: Path) -> list[Path | Skipped]:
     """Every entry with a scan extension under `folder` (recursive, sorted by path), and what was skipped.
 
-    Folder links are followed unless they lead back to a folder on the way down (a `link_loop`).
+    Folder links are followed unless they lead back to a folder on the way down, or to one that holds
+    the link (a `link_loop` record each).
     Entries that are not regular files (dangling links, link loops, FIFOs, devices) are listed like
     scans, so that reading them gives their own error record.
     """

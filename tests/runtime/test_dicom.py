@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,15 @@ from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, SecondaryCaptureImageStorage, generate_uid
 
+from tumorscan.codestream import FrameSize, frame_size
 from tumorscan.dicom import dicom_to_image
-from tumorscan.errors import ImageError, ImageTooLargeError, MissingDependencyError
+from tumorscan.errors import (
+    DicomAttributeError,
+    EmptyImageError,
+    ImageError,
+    ImageTooLargeError,
+    MissingDependencyError,
+)
 from tumorscan.images import load_pixels
 
 
@@ -176,3 +184,56 @@ def test_dicom_is_classified(tflite_fp32: Path, tmp_path: Path) -> None:
 
     prediction = Classifier.load(tflite_fp32).predict(_dicom(tmp_path / "scan.dcm", _ramp()))
     assert prediction.source.endswith("scan.dcm")
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value"),
+    [("WindowCenter", "NaN!"), ("RescaleSlope", "abc"), ("NumberOfFrames", "x#1!"), ("Rows", "1e999")],
+)
+def test_non_numeric_attributes_are_typed_errors(tmp_path: Path, attribute: str, value: str) -> None:
+    path = _dicom(tmp_path / "odd.dcm", _ramp(), WindowWidth=400, WindowCenter=200)
+    from pydicom import dcmread
+
+    dataset = dcmread(path)
+    dataset.add_new(attribute, "LO", value)  # written as text, so any characters go through
+    dataset.save_as(path)
+    with pytest.raises(DicomAttributeError, match=rf"odd\.dcm: the DICOM attribute {attribute} is not"):
+        load_pixels(path, (32, 32))
+
+
+@pytest.mark.parametrize(
+    ("attributes", "reason"),
+    [
+        ({"WindowCenter": "NaN", "WindowWidth": 400}, "not all finite"),
+        ({"RescaleSlope": "1e308"}, "not all finite"),
+        ({"WindowCenter": 90_000, "WindowWidth": 10}, "flat"),
+    ],
+)
+def test_degenerate_dicom_pixels_are_refused_without_warnings(
+    tmp_path: Path, attributes: dict[str, Any], reason: str
+) -> None:
+    path = _dicom(tmp_path / "odd.dcm", _ramp(), **attributes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(EmptyImageError, match=rf"odd\.dcm: .*{reason}"):
+            load_pixels(path, (32, 32))
+
+
+def test_codestream_larger_than_the_header_is_refused_before_decoding(tmp_path: Path) -> None:
+    bomb = j2k_header(12_000, 12_000) + bytes(512)  # a few hundred bytes claiming 144 megapixels
+    path = _dicom(tmp_path / "bomb.dcm", _ramp(64, 64), syntax=JPEG2000Lossless, encoded=bomb)
+    assert path.stat().st_size < 2000
+    with pytest.raises(ImageTooLargeError, match=r"bomb\.dcm: the compressed frame declares 12000x12000"):
+        load_pixels(path, (32, 32))
+    liar = _dicom(tmp_path / "liar.dcm", _ramp(64, 64), syntax=JPEG2000Lossless, encoded=j2k_header(80, 64))
+    with pytest.raises(ImageError, match=r"liar\.dcm: the compressed frame is 64x80 \(1 components\) but"):
+        load_pixels(liar, (32, 32))
+
+
+def test_jpeg_and_jp2_codestream_sizes() -> None:
+    jpeg = b"\xff\xd8\xff\xe0\x00\x04ab\xff\xc0\x00\x0b\x08\x01\x02\x03\x04\x03"
+    assert frame_size(jpeg) == FrameSize(0x0102, 0x0304, 3)
+    jp2 = b"\x00\x00\x00\x0cjP  \r\n\x87\n" + b"\x00\x00\x00\x10ftypjp2 \x00\x00\x00\x00"
+    jp2 += b"\x00\x00\x00\x00jp2c" + j2k_header(7, 9)
+    assert frame_size(jp2) == FrameSize(7, 9, 1)
+    assert frame_size(b"\xff\xd8\xff\xe0\x00\x04") is None and frame_size(b"RLE?") is None

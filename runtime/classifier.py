@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 from .backends import Backend, TensorInfo, choose_backend, open_backend
 from .errors import ModelError, TumorscanError, UnexpectedError
 from .images import ImageSource, describe_source, load_pixels
+from .integrity import verify_integrity
 from .metadata import read_model_file, spec_from_text
 from .spec import ModelSpec
 
@@ -39,9 +40,15 @@ class ModelIdentity:
     architecture: str
     quantization: str
     backend: str
+    integrity_checked: bool = False
+    """True when the file matched the hash in its metadata; False for a file exported without one."""
 
     def __str__(self) -> str:
-        return f"{self.file} (sha256 {self.sha256}, {self.architecture}, {self.quantization}, {self.backend})"
+        checked = "integrity checked" if self.integrity_checked else "no integrity hash: not checked"
+        return (
+            f"{self.file} (sha256 {self.sha256}, {self.architecture}, {self.quantization}, {self.backend}, "
+            f"{checked})"
+        )
 
 
 @dataclass(frozen=True)
@@ -133,6 +140,8 @@ class Classifier:
         Raises:
             ModelError: missing, unreadable, malformed or inconsistent model file (named in the message).
             MetadataError: the file carries no or invalid tumorscan metadata.
+            ModelIntegrityError: the file does not match the hash in its metadata (it was modified).
+                A file exported without a hash loads unchecked (`identity.integrity_checked` is False).
             MissingDependencyError: the backend's package is not installed.
         """
         path = Path(path)
@@ -141,6 +150,7 @@ class Classifier:
         name = choose_backend(path.suffix.lower(), backend)
         runner = open_backend(name, content, source, num_threads)
         spec = spec_from_text(runner.metadata(), source)
+        integrity_checked = verify_integrity(content, spec, source)
         _check_shapes(spec, runner, source)
         identity = ModelIdentity(
             file=path.name,
@@ -148,6 +158,7 @@ class Classifier:
             architecture=spec.architecture,
             quantization=_quantization_name(spec, runner.input),
             backend=name,
+            integrity_checked=integrity_checked,
         )
         return cls(spec, runner, identity)
 

@@ -18,7 +18,7 @@ windowing, are an `EmptyImageError` (code `empty_image`, through `tumorscan.imag
 Memory: Rows x Columns must stay within `MAX_PIXELS`, and a compressed frame (JPEG, JPEG-LS,
 JPEG 2000) must declare the same size in its own codestream header, read before it is decoded; so a
 decoder never allocates more than one frame of at most `MAX_PIXELS` pixels x samples. The decoded
-frame is then processed in float64 (8 bytes a pixel, a few copies at once).
+frame is then processed in one float64 array, in place.
 """
 
 from __future__ import annotations
@@ -132,31 +132,37 @@ def _frame(dataset: Any, name: str) -> NDArray[Any]:
         ) from exc
 
 
-def _window(values: NDArray[np.float64], dataset: Any, name: str) -> NDArray[np.float64] | None:
-    """DICOM's linear VOI window to 0-1, or None when the file has no usable window."""
+def _window(values: NDArray[np.float64], dataset: Any, name: str) -> bool:
+    """Apply DICOM's linear VOI window to 0-1 in place; False (values untouched) without a usable one."""
     if "WindowCenter" not in dataset or "WindowWidth" not in dataset:
-        return None
+        return False
     center = _number(dataset, "WindowCenter", np.nan, name)
     width = _number(dataset, "WindowWidth", np.nan, name)
     if width < 1:  # NaN passes on: the values become NaN and `check_values` refuses them
-        return None
+        return False
     with np.errstate(over="ignore", invalid="ignore"):
-        scaled = ((values - (center - 0.5)) / (width - 1) + 0.5).astype(np.float64)
-    return np.clip(scaled, 0.0, 1.0)
+        values -= center - 0.5
+        values /= width - 1
+        values += 0.5
+    np.clip(values, 0.0, 1.0, out=values)
+    return True
 
 
 def _to_grey(values: NDArray[np.float64], dataset: Any, name: str) -> NDArray[np.uint8]:
+    """Rescale, window (or stretch) and round to 8 bits; works in place on `values` to bound memory."""
     slope = _number(dataset, "RescaleSlope", 1, name) or 1
     intercept = _number(dataset, "RescaleIntercept", 0, name)
     with np.errstate(over="ignore", invalid="ignore"):
-        values = values * slope + intercept
+        values *= slope
+        values += intercept
     low, high = check_values(values, name, "after the rescale")
-    unit = _window(values, dataset, name)
-    if unit is None:
-        unit = (values - low) / (high - low)
+    if _window(values, dataset, name):
+        check_values(values, name, "after windowing")
     else:
-        check_values(unit, name, "after windowing")
-    grey = np.rint(unit * 255.0).astype(np.uint8)
+        values -= low
+        values /= high - low
+    values *= 255.0
+    grey = np.rint(values, out=values).astype(np.uint8)
     return 255 - grey if dataset.get("PhotometricInterpretation") == "MONOCHROME1" else grey
 
 

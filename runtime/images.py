@@ -178,9 +178,12 @@ def check_values(values: NDArray[np.floating], name: str, stage: str = "") -> tu
 
 
 def _stretch_to_uint8(values: NDArray[np.floating], name: str) -> NDArray[np.uint8]:
+    """Stretch min-max to 0-255, in place on `values` (a fresh float array) to bound memory."""
     low, high = check_values(values, name)
-    scaled = (values - low) * (255.0 / (high - low))
-    stretched: NDArray[np.uint8] = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    values -= low
+    values *= 255.0 / (high - low)
+    np.rint(values, out=values)
+    stretched: NDArray[np.uint8] = np.clip(values, 0, 255, out=values).astype(np.uint8)
     return stretched
 
 
@@ -195,7 +198,7 @@ def to_rgb(image: Image.Image, name: str = "<image>") -> Image.Image:
         background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     if mode in ("I", "F") or mode.startswith("I;"):
-        grey = _stretch_to_uint8(np.asarray(image, dtype=np.float32), name)
+        grey = _stretch_to_uint8(np.array(image, dtype=np.float32), name)
         return Image.fromarray(grey).convert("RGB")
     return image.convert("RGB")
 

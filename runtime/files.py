@@ -24,19 +24,17 @@ def output_target(path: Path) -> Path:
     Raises:
         TumorscanError: `path` (or its target) is a folder, device, FIFO or socket, or cannot be examined.
     """
-    target = Path(os.path.realpath(path))
     try:
-        mode = os.stat(target).st_mode
+        kind = special_kind(os.stat(path).st_mode)  # follows links, /proc's magic ones included
     except FileNotFoundError:
-        return target
+        kind = None  # a new file, or a link to one
     except OSError as exc:
         raise TumorscanError(f"{path}: cannot write here ({exc.strerror}); choose another file.") from exc
-    kind = special_kind(mode)
     if kind is not None:
         raise TumorscanError(
             f"{path}: is {kind}, not a regular file; write to a file (or '-' for standard output)."
         )
-    return target
+    return Path(os.path.realpath(path))
 
 
 @contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -23,7 +24,7 @@ from tumorscan.errors import (
     ImageTooLargeError,
     MissingDependencyError,
 )
-from tumorscan.images import load_pixels
+from tumorscan.images import MAX_PIXELS, PEAK_BYTES_PER_PIXEL, load_pixels
 
 
 def _dicom(
@@ -237,3 +238,29 @@ def test_jpeg_and_jp2_codestream_sizes() -> None:
     jp2 += b"\x00\x00\x00\x00jp2c" + j2k_header(7, 9)
     assert frame_size(jp2) == FrameSize(7, 9, 1)
     assert frame_size(b"\xff\xd8\xff\xe0\x00\x04") is None and frame_size(b"RLE?") is None
+
+
+PEAK_CHILD = """
+import sys
+from tumorscan.images import load_pixels
+import tumorscan.dicom, pydicom.pixels
+
+def peak():
+    return next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM"))
+
+before = peak()
+load_pixels(sys.argv[1], (224, 224))
+print(peak() - before)
+"""
+
+
+@pytest.mark.slow
+def test_peak_memory_of_the_largest_accepted_dicom_stays_within_the_bound(tmp_path: Path) -> None:
+    side = 8000  # 64 megapixels, the largest scan accepted
+    ramp = (np.arange(side * side, dtype=np.uint32) % 4096).astype(np.uint16).reshape(side, side)
+    path = _dicom(tmp_path / "largest.dcm", ramp)
+    del ramp
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_CHILD, str(path)], capture_output=True, text=True, check=True
+    )
+    assert int(done.stdout) < PEAK_BYTES_PER_PIXEL * MAX_PIXELS

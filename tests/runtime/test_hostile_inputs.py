@@ -126,6 +126,14 @@ def test_output_special_files_are_refused(
     assert Path("/dev/null").is_char_device()
 
 
+def test_output_dev_stdout_is_refused_and_left_alone(tflite_fp32: Path, scan: Path) -> None:
+    was_link = Path("/dev/stdout").is_symlink()
+    command = [sys.executable, "-m", "tumorscan", str(scan), "--model", str(tflite_fp32)]
+    done = subprocess.run([*command, "--output", "/dev/stdout"], capture_output=True, text=True, check=False)
+    assert done.returncode == 2 and "is a FIFO (named pipe), not a regular file" in done.stderr
+    assert Path("/dev/stdout").is_symlink() == was_link
+
+
 def test_output_dash_is_standard_output(tflite_fp32: Path, scan: Path, tmp_path: Path) -> None:
     result = _run(str(scan), "--model", str(tflite_fp32), "--csv", "--output", "-")
     assert result.exit_code == 0

@@ -125,6 +125,10 @@ def decode_scan(source: ImageSource, target: tuple[int, int] | None = None) -> I
 
             return dicom_to_image(source, name)
         return _open_pillow(io.BytesIO(source), name, target)
+    if not isinstance(source, (str, Path)):
+        raise UnsupportedFormatError(
+            f"{name}: cannot read a {type(source).__name__}; pass a path, bytes, a PIL image or an array."
+        )
     path = Path(source)
     suffix = path.suffix.lower()
     if suffix not in SCAN_EXTENSIONS:

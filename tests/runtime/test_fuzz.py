@@ -129,6 +129,8 @@ def test_fuzzed_inputs_give_only_typed_errors(tflite_fp32: Path, sample_test: Pa
         np.full((4, 4), np.inf),
         np.zeros((0, 5, 3)),
         np.array([["a"]]),
+        42,
+        None,
     ]
     classifier = Classifier.load(tflite_fp32)
     started = time.perf_counter()

@@ -16,6 +16,7 @@ from PIL import Image
 
 from tumorscan import Classifier, errors
 from tumorscan.classifier import Prediction, PredictionError
+from tumorscan.folders import Skipped, walk_scans
 
 SEED = 12
 ROUNDS = 40
@@ -121,11 +122,19 @@ def _folder_entries(rng: random.Random, folder: Path, sample: Path) -> list[str]
 def test_fuzzed_inputs_give_only_typed_errors(tflite_fp32: Path, sample_test: Path, tmp_path: Path) -> None:
     rng = random.Random(SEED)
     sample = next(iter(sorted(sample_test.rglob("*.jpg"))))
+    (tmp_path / "walked" / "deep").mkdir(parents=True)
+    _folder_entries(rng, tmp_path / "walked" / "deep", sample)
+    (tmp_path / "walked" / "deep" / "up").symlink_to("..")
+    found = walk_scans(tmp_path / "walked")
+    skipped = [item for item in found if isinstance(item, Skipped)]
+    walked = [item for item in found if not isinstance(item, Skipped)]
+    assert skipped and all(item.error.code == "link_loop" for item in skipped)
     sources: list[object] = [
         *_image_bytes(rng, sample),
         *_dicom_bytes(rng),
         *_file_names(rng, tmp_path / "names", sample),
         *_folder_entries(rng, tmp_path / "entries", sample),
+        *walked,
         np.full((4, 4), np.inf),
         np.zeros((0, 5, 3)),
         np.array([["a"]]),

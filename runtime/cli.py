@@ -221,8 +221,9 @@ def infer_command(
 ) -> None:
     """Classify SCANS (files, folders searched recursively, or quoted glob patterns such as 'scans/**/*.png').
 
-    Prints one row per scan: its label and confidence, or the error that prevented it. Exit status: 0 when
-    every scan was classified, 1 when some failed, 2 for usage errors (no scans, missing or invalid model).
+    Prints one record per input given: its label and confidence, or the error (with a stable code) that
+    prevented it; JSONL and CSV records appear as soon as each is known. Exit status: 0 when every scan was
+    classified, 1 when some failed, 2 for usage errors (no scans, missing, modified or invalid model).
     """
     output_format = output_format or "table"
     to_file = output is not None and str(output) != "-"

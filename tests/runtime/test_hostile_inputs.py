@@ -150,3 +150,31 @@ def test_a_killed_run_leaves_its_finished_records(tflite_fp32: Path, scan: Path)
         rest = process.stdout.read()
     assert json.loads(first)["status"] == "ok"
     assert len(rest.splitlines()) < 399
+
+
+def test_a_file_given_three_times_gets_three_records(tflite_fp32: Path, scan: Path) -> None:
+    result = _run(str(scan), str(scan), str(scan), "--model", str(tflite_fp32), "--csv")
+    assert result.exit_code == 0 and len(result.stdout.splitlines()) == 1 + 3
+    assert "3 scans: 3 predicted, 0 failed" in result.stderr
+
+
+def test_a_folder_with_a_non_numeric_dicom_attribute_keeps_its_other_records(
+    tflite_fp32: Path, scan: Path, tmp_path: Path
+) -> None:
+    from pydicom import dcmread, examples
+
+    folder = tmp_path / "study"
+    folder.mkdir()
+    shutil.copy(scan, folder / "a.jpg")
+    for name, attribute, value in (("b.dcm", "WindowCenter", "NaN!"), ("c.dcm", "NumberOfFrames", "x#1!")):
+        dataset = dcmread(examples.get_path("mr"))
+        dataset.add_new(attribute, "LO", value)
+        dataset.save_as(folder / name)
+    shutil.copy(examples.get_path("mr"), folder / "d.dcm")
+    result = _run(str(folder), "--model", str(tflite_fp32), "--jsonl")
+    assert _codes(result) == {
+        "a.jpg": "ok",
+        "b.dcm": "bad_dicom_attribute",
+        "c.dcm": "bad_dicom_attribute",
+        "d.dcm": "ok",
+    }

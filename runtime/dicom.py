@@ -15,7 +15,8 @@ Every number read from the file is checked: a value that is not a number is a `D
 (code `bad_dicom_attribute`); values that are not finite after the rescale, or a flat frame after
 windowing, are an `EmptyImageError` (code `empty_image`, through `tumorscan.images.check_values`).
 
-Memory: Rows x Columns must stay within `MAX_PIXELS`, and a compressed frame (JPEG, JPEG-LS,
+Memory: a deflated file must inflate to at most `MAX_INFLATED_BYTES` (counted before pydicom
+inflates it), Rows x Columns must stay within `MAX_PIXELS`, and a compressed frame (JPEG, JPEG-LS,
 JPEG 2000) must declare the same size in its own codestream header, read before it is decoded; so a
 decoder never allocates more than one frame of at most `MAX_PIXELS` pixels x samples. The decoded
 frame is then processed in one float64 array, in place.
@@ -24,18 +25,33 @@ frame is then processed in one float64 array, in place.
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
 from .codestream import frame_size
-from .errors import DicomAttributeError, ImageError, ImageTooLargeError, MissingDependencyError
+from .errors import (
+    DicomAttributeError,
+    ImageError,
+    ImageTooLargeError,
+    MissingDependencyError,
+    UnreadableFileError,
+)
 from .images import MAX_PIXELS, check_values
 
 RLE_LOSSLESS = "1.2.840.10008.1.2.5"
+DEFLATED_SYNTAX = b"1.2.840.10008.1.2.1.99"
+META_START = 144
+"""Preamble (128), 'DICM' (4), then the file meta group length element (12 bytes, explicit VR)."""
+MAX_META_BYTES = 1 << 20
+MAX_INFLATED_BYTES = 8 * MAX_PIXELS
+"""Largest deflated dataset read: a 64-megapixel frame of 3 samples of 16 bits, and room for its header."""
+CHUNK_BYTES = 1 << 20
 
 
 def _read(source: Path | bytes, name: str) -> Any:
@@ -44,11 +60,43 @@ def _read(source: Path | bytes, name: str) -> Any:
         import pydicom.pixels
     except ImportError as exc:
         raise MissingDependencyError("pydicom", "dicom", "Reading DICOM scans") from exc
-    stream = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
-        return pydicom.dcmread(stream)
-    except Exception as exc:  # pydicom raises InvalidDicomError, EOFError, struct/value errors on bad files
-        raise ImageError(f"{name}: not a readable DICOM file ({exc}).") from exc
+        stream = io.BytesIO(source) if isinstance(source, bytes) else source.open("rb")
+    except OSError as exc:
+        raise UnreadableFileError(f"{name}: cannot open the file ({exc.strerror or exc}).") from exc
+    with stream:
+        _check_inflated_size(stream, name)
+        stream.seek(0)
+        try:
+            return pydicom.dcmread(stream)
+        except Exception as exc:  # pydicom raises InvalidDicomError, EOFError, struct and value errors
+            raise ImageError(f"{name}: not a readable DICOM file ({exc}).") from exc
+
+
+def _check_inflated_size(stream: IO[bytes], name: str) -> None:
+    """Refuse a deflated dataset that inflates to more than MAX_INFLATED_BYTES (counted, never held).
+
+    pydicom inflates a deflated file whole before reading it, so a small file could fill the memory.
+    """
+    head = stream.read(META_START)
+    if len(head) < META_START or head[128:138] != b"DICM\x02\x00\x00\x00UL":
+        return  # not a standard file meta header: pydicom reports it
+    (length,) = struct.unpack_from("<I", head, 140)
+    if length > MAX_META_BYTES or DEFLATED_SYNTAX not in stream.read(length):
+        return
+    inflater, total = zlib.decompressobj(-zlib.MAX_WBITS), 0
+    try:
+        while chunk := stream.read(CHUNK_BYTES):
+            while chunk:
+                total += len(inflater.decompress(chunk, CHUNK_BYTES))
+                if total > MAX_INFLATED_BYTES:
+                    raise ImageTooLargeError(
+                        f"{name}: the deflated DICOM data inflates to over {MAX_INFLATED_BYTES:,} bytes; "
+                        "refused as unsafe to read."
+                    )
+                chunk = inflater.unconsumed_tail
+    except zlib.error:
+        return  # corrupt deflate data: pydicom reports it
 
 
 def _number(dataset: Any, keyword: str, default: float, name: str) -> float:

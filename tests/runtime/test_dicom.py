@@ -264,3 +264,28 @@ def test_peak_memory_of_the_largest_accepted_dicom_stays_within_the_bound(tmp_pa
         [sys.executable, "-c", PEAK_CHILD, str(path)], capture_output=True, text=True, check=True
     )
     assert int(done.stdout) < PEAK_BYTES_PER_PIXEL * MAX_PIXELS
+
+
+def test_a_deflate_bomb_is_refused_before_it_is_inflated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import zlib
+
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    import tumorscan.dicom
+
+    limit = 8 << 20  # the real limit is 512 MB; a smaller one keeps the test fast
+    monkeypatch.setattr(tumorscan.dicom, "MAX_INFLATED_BYTES", limit)
+    small = _dicom(tmp_path / "small.dcm", _ramp(), syntax=DeflatedExplicitVRLittleEndian).read_bytes()
+    assert load_pixels(small, (32, 32)).shape == (32, 32, 3)  # a genuine deflated file reads
+    (meta_length,) = struct.unpack_from("<I", small, 140)
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    body = deflater.compress(bytes(limit + (1 << 20))) + deflater.flush()
+    bomb = tmp_path / "bomb.dcm"
+    bomb.write_bytes(small[: 144 + meta_length] + body)
+    assert bomb.stat().st_size < limit // 500
+    with pytest.raises(
+        ImageTooLargeError, match=r"bomb\.dcm: the deflated DICOM data inflates to over 8,388,608"
+    ):
+        load_pixels(bomb, (32, 32))

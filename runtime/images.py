@@ -55,7 +55,7 @@ PEAK_BYTES_PER_PIXEL = 15
 """Memory bound for one input: peak RSS grows by at most this many bytes per pixel of the scan (under
 0.9 GiB at MAX_PIXELS; measured at 64 megapixels: native 16-bit DICOM +794 MiB, 16-bit PNG +611 MiB,
 8-bit PNG +367 MiB, JPEG +185 MiB). A compressed DICOM frame is held to MAX_PIXELS through its own
-codestream header (`tumorscan.codestream`)."""
+codestream header (`tumorscan.codestream`); a multi-frame DICOM also holds its file's bytes."""
 
 RESIZE_FILTER = Image.Resampling.BILINEAR
 

@@ -4,7 +4,9 @@ Training, calibration, parity checks and inference all call `load_pixels`, so a 
 same pixels everywhere. Rules, in order:
 
 1. Decode. Accepted: PNG, JPEG, BMP, TIFF (by extension, checked against the content) and DICOM
-   (`.dcm`, with the `[dicom]` extra). Dimensions are checked before pixels are decoded.
+   (`.dcm`, with the `[dicom]` extra). A path must name a regular file (`tumorscan.paths` gives
+   missing files, dangling links, link loops and FIFOs their own errors). Dimensions are checked
+   before pixels are decoded.
 2. Orientation. The EXIF orientation tag, if any, is applied.
 3. Colour. Every Pillow mode becomes RGB uint8:
    - L, 1, P, CMYK, YCbCr, LAB, HSV, RGB: Pillow's own conversion to RGB;

@@ -126,6 +126,16 @@ def test_output_special_files_are_refused(
     assert Path("/dev/null").is_char_device()
 
 
+def test_a_reader_that_goes_away_gets_no_traceback(tflite_fp32: Path, scan: Path) -> None:
+    command = [sys.executable, "-m", "tumorscan", *[str(scan)] * 100, "--model", str(tflite_fp32), "--jsonl"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stdout is not None and process.stderr is not None
+        assert json.loads(process.stdout.readline())["status"] == "ok"
+        process.stdout.close()  # like `| head -1`
+        errors = process.stderr.read().decode()
+    assert process.returncode == 1 and "Traceback" not in errors
+
+
 def test_output_dev_stdout_is_refused_and_left_alone(tflite_fp32: Path, scan: Path) -> None:
     was_link = Path("/dev/stdout").is_symlink()
     command = [sys.executable, "-m", "tumorscan", str(scan), "--model", str(tflite_fp32)]

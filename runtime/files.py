@@ -44,7 +44,8 @@ def atomic_writer(path: Path) -> Iterator[BinaryIO]:
     The file gets the usual permissions (0666 less the umask).
 
     Raises:
-        TumorscanError: the folder cannot be created or written, or `path` is not a regular file.
+        TumorscanError: the folder cannot be created or written, `path` is not a regular file, or
+            writing failed (the old file is then left as it was).
     """
     target = output_target(path)
     temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.partial")
@@ -59,8 +60,12 @@ def atomic_writer(path: Path) -> Iterator[BinaryIO]:
         with os.fdopen(handle, "wb") as stream:
             yield stream
         os.replace(temporary, target)
-    except BaseException:
+    except BaseException as exc:
         temporary.unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # e.g. the disk filled up while writing
+            raise TumorscanError(
+                f"{target}: cannot write the file ({exc.strerror or exc}); check free space and permissions."
+            ) from exc
         raise
 
 

@@ -144,6 +144,27 @@ def test_output_dev_stdout_is_refused_and_left_alone(tflite_fp32: Path, scan: Pa
     assert Path("/dev/stdout").is_symlink() == was_link
 
 
+def test_a_failed_write_is_one_line_and_keeps_the_old_file(
+    tflite_fp32: Path, scan: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import tumorscan.files
+
+    def disk_full(source: Path, target: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    output = tmp_path / "results.jsonl"
+    output.write_text("old\n", encoding="utf-8")
+    monkeypatch.setattr(tumorscan.files.os, "replace", disk_full)
+    result = CliRunner().invoke(
+        infer_command, [str(scan), "--model", str(tflite_fp32), "--jsonl", "--output", str(output)]
+    )
+    assert result.exit_code == 1 and "No space left on device" in result.output
+    assert "Traceback" not in result.output and output.read_text(encoding="utf-8") == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["results.jsonl"]
+
+
 def test_output_dash_is_standard_output(tflite_fp32: Path, scan: Path, tmp_path: Path) -> None:
     result = _run(str(scan), "--model", str(tflite_fp32), "--csv", "--output", "-")
     assert result.exit_code == 0

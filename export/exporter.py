@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import tempfile
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -192,19 +192,23 @@ def provenance() -> dict[str, Any]:
 
 
 def ensure_writable(folder: Path) -> None:
-    """Create `folder` and check a file can be written there, before any slow work.
+    """Check, before any slow work, that `folder` can be created and written; nothing is created here.
+
+    The folder is created by the first file written into it, once the inputs have proved valid.
 
     Raises:
-        TumorscanError: the folder cannot be created or written.
+        TumorscanError: the folder (or its nearest existing parent) is not a writable folder.
     """
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        raise TumorscanError(
-            f"{folder}: cannot write here ({exc.strerror}); choose another --out folder."
-        ) from exc
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    problem = None
+    if not existing.is_dir():
+        problem = f"{existing} is not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"{existing} is not writable"
+    if problem is not None:
+        raise TumorscanError(f"{folder}: cannot write here ({problem}); choose another --out folder.")
 
 
 def _own_spec(model_path: Path, options: ExportOptions) -> ModelSpec | None:

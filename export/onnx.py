@@ -14,6 +14,7 @@ from typing import Any
 
 from tumorscan.errors import ModelError
 from tumorscan.files import atomic_write_bytes
+from tumorscan.integrity import onnx_integrity
 from tumorscan.spec import METADATA_KEY, ModelSpec
 
 from .formats import ExportJob, import_optional
@@ -43,11 +44,13 @@ def _fp32_proto(job: ExportJob) -> Any:
 
 
 def _set_spec(proto: Any, spec: ModelSpec) -> None:
-    """Store the spec as the model's metadata_props entry, replacing an older one."""
+    """Store the spec as the model's metadata_props entry, replacing an older one, sealed with the hash
+    of the rest of the model (`tumorscan.integrity`)."""
     kept = [entry for entry in proto.metadata_props if entry.key != METADATA_KEY]
     del proto.metadata_props[:]
     proto.metadata_props.extend(kept)
-    proto.metadata_props.add(key=METADATA_KEY, value=spec.to_json())
+    sealed = spec.with_updates(integrity=onnx_integrity(proto.SerializeToString()))
+    proto.metadata_props.add(key=METADATA_KEY, value=sealed.to_json())
 
 
 def write_spec(path: Path, spec: ModelSpec) -> None:

@@ -51,7 +51,7 @@ def _convert(job: ExportJob, converter: Any) -> bytes:
 
 
 def _with_metadata(model_bytes: bytes, spec: ModelSpec, source: Path) -> bytes:
-    """The model with `spec` embedded, then the standard metadata (which must come last)."""
+    """The model with `spec` embedded and sealed, then the standard metadata (which must come last)."""
     return add_standard_metadata(embed_tflite_metadata(model_bytes, spec), str(source))
 
 

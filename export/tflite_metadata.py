@@ -24,7 +24,12 @@ import click
 from tumorscan.cli_support import user_errors
 from tumorscan.errors import ModelError
 from tumorscan.files import atomic_write_bytes
-from tumorscan.metadata import read_model_file, read_tflite_spec, set_tflite_metadata_entry
+from tumorscan.metadata import (
+    embed_tflite_metadata,
+    read_model_file,
+    read_tflite_spec,
+    set_tflite_metadata_entry,
+)
 from tumorscan.quiet import quiet_unless_verbose
 from tumorscan.spec import ModelSpec
 
@@ -154,7 +159,9 @@ def add_standard_metadata(model_bytes: bytes, source: str = "model") -> bytes:
     """
     spec = read_tflite_spec(model_bytes, source)
     metadata = standard_metadata(spec, output_shapes(model_bytes), source)
-    return append_labels(set_tflite_metadata_entry(model_bytes, STANDARD_KEY, metadata), spec.labels)
+    with_entry = set_tflite_metadata_entry(model_bytes, STANDARD_KEY, metadata)
+    # The new entry changes the flatbuffer: seal it again before the archive is appended.
+    return append_labels(embed_tflite_metadata(with_entry, spec), spec.labels)
 
 
 def add_standard_metadata_to_file(path: Path, out: Path | None = None) -> Path:

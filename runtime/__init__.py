@@ -8,6 +8,7 @@ from .errors import (
     MetadataError,
     MissingDependencyError,
     ModelError,
+    ModelIntegrityError,
     TumorscanError,
     UnsupportedFormatError,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "MissingDependencyError",
     "ModelError",
     "ModelIdentity",
+    "ModelIntegrityError",
     "ModelSpec",
     "Prediction",
     "PredictionError",

@@ -20,8 +20,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .backends import Backend, TensorInfo, choose_backend, open_backend
-from .errors import ModelError, TumorscanError
+from .errors import ModelError, TumorscanError, UnexpectedError
 from .images import ImageSource, describe_source, load_pixels
+from .integrity import verify_integrity
 from .metadata import read_model_file, spec_from_text
 from .spec import ModelSpec
 
@@ -39,9 +40,15 @@ class ModelIdentity:
     architecture: str
     quantization: str
     backend: str
+    integrity_checked: bool = False
+    """True when the file matched the hash in its metadata; False for a file exported without one."""
 
     def __str__(self) -> str:
-        return f"{self.file} (sha256 {self.sha256}, {self.architecture}, {self.quantization}, {self.backend})"
+        checked = "integrity checked" if self.integrity_checked else "no integrity hash: not checked"
+        return (
+            f"{self.file} (sha256 {self.sha256}, {self.architecture}, {self.quantization}, {self.backend}, "
+            f"{checked})"
+        )
 
 
 @dataclass(frozen=True)
@@ -133,6 +140,8 @@ class Classifier:
         Raises:
             ModelError: missing, unreadable, malformed or inconsistent model file (named in the message).
             MetadataError: the file carries no or invalid tumorscan metadata.
+            ModelIntegrityError: the file does not match the hash in its metadata (it was modified).
+                A file exported without a hash loads unchecked (`identity.integrity_checked` is False).
             MissingDependencyError: the backend's package is not installed.
         """
         path = Path(path)
@@ -141,6 +150,7 @@ class Classifier:
         name = choose_backend(path.suffix.lower(), backend)
         runner = open_backend(name, content, source, num_threads)
         spec = spec_from_text(runner.metadata(), source)
+        integrity_checked = verify_integrity(content, spec, source)
         _check_shapes(spec, runner, source)
         identity = ModelIdentity(
             file=path.name,
@@ -148,6 +158,7 @@ class Classifier:
             architecture=spec.architecture,
             quantization=_quantization_name(spec, runner.input),
             backend=name,
+            integrity_checked=integrity_checked,
         )
         return cls(spec, runner, identity)
 
@@ -187,25 +198,41 @@ class Classifier:
             )
         return results
 
+    def _pixels(self, source: ImageSource, name: str) -> NDArray[np.uint8]:
+        """The one boundary per input: anything going wrong while reading a scan becomes a typed error."""
+        try:
+            return load_pixels(source, self.spec.input.size)
+        except TumorscanError:
+            raise
+        except Exception as exc:  # a failure nobody anticipated must still not end a run
+            raise UnexpectedError(
+                f"{name}: reading the scan failed unexpectedly ({type(exc).__name__}: {exc}); "
+                "please report it with the file."
+            ) from exc
+
     def predict(self, source: ImageSource) -> Prediction:
         """Classify one scan (file path, encoded bytes, PIL image or array).
 
         Raises:
             ImageError: (or a subclass) the scan cannot be read; the message names it.
+            UnexpectedError: reading it failed in a way nobody anticipated (code `unexpected_error`).
         """
-        pixels = load_pixels(source, self.spec.input.size)
-        return self._predictions([describe_source(source)], pixels[np.newaxis])[0]
+        name = describe_source(source)
+        return self._predictions([name], self._pixels(source, name)[np.newaxis])[0]
 
     def iter_predictions(
         self, sources: Iterable[ImageSource], batch_size: int = DEFAULT_BATCH_SIZE
     ) -> Iterator[Result]:
-        """Yield one result per source, in order: a Prediction, or a PredictionError for a bad scan."""
+        """Yield one result per source, in order: a Prediction, or a PredictionError for a bad scan.
+
+        Only the model can end the iteration early (ModelError); a bad scan never does.
+        """
         batch: list[tuple[str, NDArray[np.uint8]]] = []
         pending: list[Result | None] = []
         for source in sources:
             name = describe_source(source)
             try:
-                batch.append((name, load_pixels(source, self.spec.input.size)))
+                batch.append((name, self._pixels(source, name)))
                 pending.append(None)
             except TumorscanError as exc:
                 pending.append(PredictionError(name, exc.code, str(exc)))

@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import glob
 import io
 import json
+import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import TextIO
 
 import click
 
 from .backends import BACKENDS
-from .classifier import Classifier, Prediction, Result
+from .classifier import Classifier, Prediction, PredictionError, Result
 from .cli_support import user_errors
 from .errors import TumorscanError
-from .files import atomic_write_text
-from .folders import list_scans
+from .files import atomic_text_writer, output_target
+from .folders import Skipped, walk_scans
 from .models import default_model_path
 
 PROGRESS_THRESHOLD = 20
@@ -29,34 +32,55 @@ PROGRESS_THRESHOLD = 20
 GLOB_CHARACTERS = "*?["
 
 
-def expand_scan_arguments(arguments: Sequence[str]) -> tuple[list[Path], list[str]]:
-    """Files, folders (recursive, sorted) and glob patterns -> (scan paths, warnings), duplicates dropped.
+ScanItem = Path | Skipped
+
+
+def expand_scan_arguments(arguments: Sequence[str]) -> tuple[list[ScanItem], list[str]]:
+    """Files, folders (recursive, sorted) and glob patterns -> (scan paths and skipped entries, warnings).
 
     An existing path is taken literally; otherwise an argument with *, ? or [ is a pattern (expanded here,
-    `**` recursive). A path that does not exist is kept so that it gets its own error record.
+    `**` recursive). A path that does not exist is kept so that it gets its own error record. Every input
+    given keeps its record: a file named twice is classified twice.
     """
-    paths: list[Path] = []
+    items: list[ScanItem] = []
     warnings: list[str] = []
     for argument in arguments:
         path = Path(argument)
-        if path.is_dir():
-            found = list_scans(path)
+        if _is_dir(path):
+            found = walk_scans(path)
             if not found:
                 warnings.append(f"{argument}: folder holds no scans")
-            paths.extend(found)
-        elif not path.exists() and any(c in argument for c in GLOB_CHARACTERS):
+            items.extend(found)
+        elif not os.path.lexists(argument) and any(c in argument for c in GLOB_CHARACTERS):
             matches = sorted(Path(m) for m in glob.glob(argument, recursive=True))
             if not matches:
                 warnings.append(f"{argument}: pattern matched no files")
             for match in matches:
-                paths.extend(list_scans(match) if match.is_dir() else [match])
+                items.extend(walk_scans(match) if _is_dir(match) else [match])
         else:
-            paths.append(path)
-    return list(dict.fromkeys(paths)), warnings
+            items.append(path)
+    return items, warnings
 
 
-def _records(results: Sequence[Result], top_k: int, model: str) -> list[dict[str, object]]:
-    return [{**result.to_dict(top_k), "model": model} for result in results]
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):  # a name too long or holding NUL: it gets its own record
+        return False
+
+
+def _results(classifier: Classifier, items: Sequence[ScanItem]) -> Iterator[Result]:
+    """One result per item, in order, each as soon as it is known (scans are classified in batches)."""
+    predictions = classifier.iter_predictions(item for item in items if isinstance(item, Path))
+    for item in items:
+        if isinstance(item, Skipped):
+            yield PredictionError(str(item.path), item.error.code, str(item.error))
+        else:
+            yield next(predictions)
+
+
+def _record(result: Result, top_k: int, model: str) -> dict[str, object]:
+    return {**result.to_dict(top_k), "model": model}
 
 
 def _table(results: Sequence[Result], top_k: int) -> str:
@@ -80,34 +104,53 @@ def _table(results: Sequence[Result], top_k: int) -> str:
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
-def _csv(results: Sequence[Result], top_k: int, labels: Sequence[str], model: str) -> str:
-    columns = ["source", "status", "label", "confidence", "top", *(f"p_{label}" for label in labels)]
-    columns += ["error_code", "error_message", "model"]
+def _csv_line(values: Sequence[object]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for result in results:
-        row: dict[str, object] = {"source": result.source, "model": model}
-        if isinstance(result, Prediction):
-            row.update(status="ok", label=result.label, confidence=f"{result.confidence:.6f}")
-            row["top"] = ";".join(f"{label}:{p:.6f}" for label, p in result.top(top_k))
-            row.update({f"p_{label}": f"{p:.6f}" for label, p in result.probabilities.items()})
-        else:
-            row.update(status="error", error_code=result.code, error_message=result.message)
-        writer.writerow(row)
+    csv.writer(buffer, lineterminator="\n").writerow(values)
     return buffer.getvalue()
 
 
-def _render(output_format: str, results: Sequence[Result], top_k: int, classifier: Classifier) -> str:
+def _csv_columns(labels: Sequence[str]) -> list[str]:
+    columns = ["source", "status", "label", "confidence", "top", *(f"p_{label}" for label in labels)]
+    return [*columns, "error_code", "error_message", "model"]
+
+
+def _csv_row(result: Result, top_k: int, columns: Sequence[str], model: str) -> str:
+    row: dict[str, object] = {"source": result.source, "model": model}
+    if isinstance(result, Prediction):
+        row.update(status="ok", label=result.label, confidence=f"{result.confidence:.6f}")
+        row["top"] = ";".join(f"{label}:{p:.6f}" for label, p in result.top(top_k))
+        row.update({f"p_{label}": f"{p:.6f}" for label, p in result.probabilities.items()})
+    else:
+        row.update(status="error", error_code=result.code, error_message=result.message)
+    return _csv_line([row.get(column, "") for column in columns])
+
+
+def _render(
+    output_format: str, results: Iterable[Result], top_k: int, classifier: Classifier, done: list[Result]
+) -> Iterator[str]:
+    """The output as text pieces: one per record for JSONL and CSV (streamed), one at the end otherwise.
+
+    Every result is appended to `done` as it is rendered (for the summary).
+    """
     model = f"{classifier.identity.file}@{classifier.identity.sha256}"
+    if output_format in ("jsonl", "csv"):
+        columns = _csv_columns(classifier.labels)
+        if output_format == "csv":
+            yield _csv_line(columns)
+        for result in results:
+            done.append(result)
+            if output_format == "jsonl":
+                yield json.dumps(_record(result, top_k, model)) + "\n"
+            else:
+                yield _csv_row(result, top_k, columns, model)
+        return
+    done.extend(results)
     if output_format == "json":
-        document = {"model": asdict(classifier.identity), "results": _records(results, top_k, model)}
-        return json.dumps(document, indent=2) + "\n"
-    if output_format == "jsonl":
-        return "".join(json.dumps(record) + "\n" for record in _records(results, top_k, model))
-    if output_format == "csv":
-        return _csv(results, top_k, classifier.labels, model)
-    return _table(results, top_k)
+        records = [_record(result, top_k, model) for result in done]
+        yield json.dumps({"model": asdict(classifier.identity), "results": records}, indent=2) + "\n"
+    else:
+        yield _table(done, top_k)
 
 
 def _summary(results: Sequence[Result], classifier: Classifier, seconds: float) -> str:
@@ -119,12 +162,20 @@ def _summary(results: Sequence[Result], classifier: Classifier, seconds: float) 
     return f"{line} in {seconds:.1f} s with {classifier.identity}"
 
 
-def _classify(classifier: Classifier, paths: list[Path], show_progress: bool) -> list[Result]:
-    results: Iterator[Result] = classifier.iter_predictions(paths)
-    if not show_progress:
-        return list(results)
-    with click.progressbar(results, length=len(paths), label="Classifying", file=sys.stderr) as bar:
-        return list(bar)
+@contextlib.contextmanager
+def _progress(results: Iterator[Result], length: int, show: bool) -> Iterator[Iterator[Result]]:
+    if not show:
+        yield results
+        return
+    with click.progressbar(results, length=length, label="Classifying", file=sys.stderr) as bar:
+        yield iter(bar)
+
+
+def _sink(output: Path | None) -> contextlib.AbstractContextManager[TextIO]:
+    """Standard output (flushed per piece by the caller) or an atomically written file."""
+    if output is None or str(output) == "-":
+        return contextlib.nullcontext(sys.stdout)
+    return atomic_text_writer(output)
 
 
 def _load(model: Path | None, backend: str | None, threads: int | None) -> Classifier:
@@ -149,7 +200,11 @@ def _load(model: Path | None, backend: str | None, threads: int | None) -> Class
 @click.option("--json", "output_format", flag_value="json", help="One JSON document.")
 @click.option("--jsonl", "output_format", flag_value="jsonl", help="One JSON record per line.")
 @click.option("--csv", "output_format", flag_value="csv", help="CSV with one row per scan.")
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write results to this file.")
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    help="Write results to this file ('-': standard output). A symbolic link is written through.",
+)
 @click.option(
     "--progress/--no-progress", default=None, help="Progress bar on stderr (default: when many scans)."
 )
@@ -166,27 +221,34 @@ def infer_command(
 ) -> None:
     """Classify SCANS (files, folders searched recursively, or quoted glob patterns such as 'scans/**/*.png').
 
-    Prints one row per scan: its label and confidence, or the error that prevented it. Exit status: 0 when
-    every scan was classified, 1 when some failed, 2 for usage errors (no scans, missing or invalid model).
+    Prints one record per input given: its label and confidence, or the error (with a stable code) that
+    prevented it; JSONL and CSV records appear as soon as each is known. Exit status: 0 when every scan was
+    classified, 1 when some failed, 2 for usage errors (no scans, missing, modified or invalid model).
     """
     output_format = output_format or "table"
-    paths, warnings = expand_scan_arguments(scans)
+    to_file = output is not None and str(output) != "-"
+    if output is not None and to_file:
+        try:
+            output_target(output)
+        except TumorscanError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--output'") from exc
+    items, warnings = expand_scan_arguments(scans)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
-    if not paths:
+    if not items:
         raise click.UsageError("no scans matched the given files, folders or patterns.")
     classifier = _load(model, backend, threads)
-    many = len(paths) >= PROGRESS_THRESHOLD and sys.stderr.isatty()
+    many = len(items) >= PROGRESS_THRESHOLD and sys.stderr.isatty()
     show_progress = many if progress is None else progress
     started = time.perf_counter()
-    results = _classify(classifier, paths, show_progress)
-    text = _render(output_format, results, top_k, classifier)
-    summary = _summary(results, classifier, time.perf_counter() - started)
-    if output is not None:
-        atomic_write_text(output, text)
+    done: list[Result] = []
+    with _progress(_results(classifier, items), len(items), show_progress) as results, _sink(output) as sink:
+        for piece in _render(output_format, results, top_k, classifier, done):
+            sink.write(piece)
+            sink.flush()
+    summary = _summary(done, classifier, time.perf_counter() - started)
+    if to_file:
         click.echo(f"wrote {output}", err=True)
-    else:
-        click.echo(text, nl=False)
-    click.echo(summary, err=output_format != "table" or output is not None)
-    if any(not isinstance(result, Prediction) for result in results):
+    click.echo(summary, err=output_format != "table" or to_file)
+    if any(not isinstance(result, Prediction) for result in done):
         sys.exit(1)

@@ -10,20 +10,48 @@ Rules, in order:
    minimum-maximum range maps values to 0-255; MONOCHROME1 (white is low) is inverted.
 
 The result is an 'L' or 'RGB' PIL image for `tumorscan.images` to convert and resize.
+
+Every number read from the file is checked: a value that is not a number is a `DicomAttributeError`
+(code `bad_dicom_attribute`); values that are not finite after the rescale, or a flat frame after
+windowing, are an `EmptyImageError` (code `empty_image`, through `tumorscan.images.check_values`).
+
+Memory: a deflated file must inflate to at most `MAX_INFLATED_BYTES` (counted before pydicom
+inflates it), Rows x Columns must stay within `MAX_PIXELS`, and a compressed frame (JPEG, JPEG-LS,
+JPEG 2000) must declare the same size in its own codestream header, read before it is decoded; so a
+decoder never allocates more than one frame of at most `MAX_PIXELS` pixels x samples. The decoded
+frame is then processed in one float64 array, in place.
 """
 
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from .errors import ImageError, ImageTooLargeError, MissingDependencyError
-from .images import MAX_PIXELS
+from .codestream import frame_size
+from .errors import (
+    DicomAttributeError,
+    ImageError,
+    ImageTooLargeError,
+    MissingDependencyError,
+    UnreadableFileError,
+)
+from .images import MAX_PIXELS, check_values
+
+RLE_LOSSLESS = "1.2.840.10008.1.2.5"
+DEFLATED_SYNTAX = b"1.2.840.10008.1.2.1.99"
+META_START = 144
+"""Preamble (128), 'DICM' (4), then the file meta group length element (12 bytes, explicit VR)."""
+MAX_META_BYTES = 1 << 20
+MAX_INFLATED_BYTES = 8 * MAX_PIXELS
+"""Largest deflated dataset read: a 64-megapixel frame of 3 samples of 16 bits, and room for its header."""
+CHUNK_BYTES = 1 << 20
 
 
 def _read(source: Path | bytes, name: str) -> Any:
@@ -32,11 +60,97 @@ def _read(source: Path | bytes, name: str) -> Any:
         import pydicom.pixels
     except ImportError as exc:
         raise MissingDependencyError("pydicom", "dicom", "Reading DICOM scans") from exc
-    stream = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
-        return pydicom.dcmread(stream)
-    except Exception as exc:  # pydicom raises InvalidDicomError, EOFError, struct/value errors on bad files
-        raise ImageError(f"{name}: not a readable DICOM file ({exc}).") from exc
+        stream = io.BytesIO(source) if isinstance(source, bytes) else source.open("rb")
+    except OSError as exc:
+        raise UnreadableFileError(f"{name}: cannot open the file ({exc.strerror or exc}).") from exc
+    with stream:
+        _check_inflated_size(stream, name)
+        stream.seek(0)
+        try:
+            return pydicom.dcmread(stream)
+        except Exception as exc:  # pydicom raises InvalidDicomError, EOFError, struct and value errors
+            raise ImageError(f"{name}: not a readable DICOM file ({exc}).") from exc
+
+
+def _check_inflated_size(stream: IO[bytes], name: str) -> None:
+    """Refuse a deflated dataset that inflates to more than MAX_INFLATED_BYTES (counted, never held).
+
+    pydicom inflates a deflated file whole before reading it, so a small file could fill the memory.
+    """
+    head = stream.read(META_START)
+    if len(head) < META_START or head[128:138] != b"DICM\x02\x00\x00\x00UL":
+        return  # not a standard file meta header: pydicom reports it
+    (length,) = struct.unpack_from("<I", head, 140)
+    if length > MAX_META_BYTES or DEFLATED_SYNTAX not in stream.read(length):
+        return
+    inflater, total = zlib.decompressobj(-zlib.MAX_WBITS), 0
+    try:
+        while chunk := stream.read(CHUNK_BYTES):
+            while chunk:
+                total += len(inflater.decompress(chunk, CHUNK_BYTES))
+                if total > MAX_INFLATED_BYTES:
+                    raise ImageTooLargeError(
+                        f"{name}: the deflated DICOM data inflates to over {MAX_INFLATED_BYTES:,} bytes; "
+                        "refused as unsafe to read."
+                    )
+                chunk = inflater.unconsumed_tail
+    except zlib.error:
+        return  # corrupt deflate data: pydicom reports it
+
+
+def _number(dataset: Any, keyword: str, default: float, name: str) -> float:
+    """A numeric attribute (the first of several values), `default` when absent or empty."""
+    try:
+        value = dataset.get(keyword)
+        if value is None or value == "":
+            return float(default)
+        if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+            value = value[0]
+        return float(value)
+    except Exception as exc:  # pydicom raises ValueError/TypeError/... on malformed values
+        raise DicomAttributeError(
+            f"{name}: the DICOM attribute {keyword} is not a number ({_shown(dataset, keyword)}); "
+            "fix the file's header."
+        ) from exc
+
+
+def _shown(dataset: Any, keyword: str) -> str:
+    try:
+        return repr(str(dataset[keyword].value))[:40]
+    except Exception:  # the value itself may not even be readable
+        return "unreadable value"
+
+
+def _count(dataset: Any, keyword: str, default: int, name: str) -> int:
+    """A non-negative integer attribute such as Rows or NumberOfFrames."""
+    value = _number(dataset, keyword, default, name)
+    if not value.is_integer() or not 0 <= value < 2**32:
+        raise DicomAttributeError(f"{name}: the DICOM attribute {keyword} is not a count ({value:g}).")
+    return int(value)
+
+
+def _check_codestream(dataset: Any, index: int, frames: int, rows: int, columns: int, name: str) -> None:
+    """Refuse a compressed frame whose own header declares another or a too large size."""
+    from pydicom.encaps import get_frame
+
+    try:
+        data = get_frame(dataset.PixelData, index, number_of_frames=frames)
+    except Exception as exc:  # a broken item structure
+        raise ImageError(f"{name}: the compressed pixel data is malformed ({exc}).") from exc
+    size = frame_size(data[:65536])
+    if size is None:
+        raise ImageError(f"{name}: cannot read the image size from the compressed frame's header.")
+    if size.rows * size.columns > MAX_PIXELS:
+        raise ImageTooLargeError(
+            f"{name}: the compressed frame declares {size.columns}x{size.rows} pixels, over the limit of "
+            f"{MAX_PIXELS:,}; the file is malformed or the scan must be downscaled first."
+        )
+    if (size.rows, size.columns) != (rows, columns) or size.components > 4:
+        raise ImageError(
+            f"{name}: the compressed frame is {size.columns}x{size.rows} ({size.components} components) "
+            f"but the header says {columns}x{rows}; the file is malformed."
+        )
 
 
 def _frame(dataset: Any, name: str) -> NDArray[Any]:
@@ -44,15 +158,18 @@ def _frame(dataset: Any, name: str) -> NDArray[Any]:
 
     if "PixelData" not in dataset:
         raise ImageError(f"{name}: the DICOM file holds no image (no PixelData element).")
-    rows, columns = int(dataset.get("Rows", 0) or 0), int(dataset.get("Columns", 0) or 0)
+    rows, columns = _count(dataset, "Rows", 0, name), _count(dataset, "Columns", 0, name)
     if rows * columns > MAX_PIXELS:
         raise ImageTooLargeError(
             f"{name}: {columns}x{rows} pixels exceeds the limit of {MAX_PIXELS:,}; downscale the scan first."
         )
-    frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    frames = max(_count(dataset, "NumberOfFrames", 1, name), 1)
+    index = frames // 2
     syntax = getattr(dataset, "file_meta", {}).get("TransferSyntaxUID")
+    if syntax is not None and syntax.is_encapsulated and syntax != RLE_LOSSLESS:
+        _check_codestream(dataset, index, frames, rows, columns, name)
     try:
-        return pixel_array(dataset, index=frames // 2 if frames > 1 else None)
+        return pixel_array(dataset, index=index if frames > 1 else None)
     except Exception as exc:  # no decoder for the transfer syntax, or corrupt pixel data
         described = f"{syntax.name} ({syntax})" if syntax else "unknown"
         reason = " ".join(str(exc).split())
@@ -63,35 +180,37 @@ def _frame(dataset: Any, name: str) -> NDArray[Any]:
         ) from exc
 
 
-def _first(value: Any) -> float:
-    """A DICOM number that may be multi-valued (e.g. several VOI windows): the first one."""
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        value = value[0]
-    return float(value)
-
-
-def _window(values: NDArray[np.float64], dataset: Any) -> NDArray[np.float64] | None:
-    """DICOM's linear VOI window to 0-1, or None when the file has no usable window."""
+def _window(values: NDArray[np.float64], dataset: Any, name: str) -> bool:
+    """Apply DICOM's linear VOI window to 0-1 in place; False (values untouched) without a usable one."""
     if "WindowCenter" not in dataset or "WindowWidth" not in dataset:
-        return None
-    center, width = _first(dataset.WindowCenter), _first(dataset.WindowWidth)
-    if width < 1:
-        return None
-    scaled = ((values - (center - 0.5)) / (width - 1) + 0.5).astype(np.float64)
-    return np.clip(scaled, 0.0, 1.0)
+        return False
+    center = _number(dataset, "WindowCenter", np.nan, name)
+    width = _number(dataset, "WindowWidth", np.nan, name)
+    if width < 1:  # NaN passes on: the values become NaN and `check_values` refuses them
+        return False
+    with np.errstate(over="ignore", invalid="ignore"):
+        values -= center - 0.5
+        values /= width - 1
+        values += 0.5
+    np.clip(values, 0.0, 1.0, out=values)
+    return True
 
 
-def _to_grey(values: NDArray[np.float64], dataset: Any) -> NDArray[np.uint8]:
-    slope, intercept = (
-        float(dataset.get("RescaleSlope", 1) or 1),
-        float(dataset.get("RescaleIntercept", 0) or 0),
-    )
-    values = values * slope + intercept
-    unit = _window(values, dataset)
-    if unit is None:
-        low, high = float(values.min()), float(values.max())
-        unit = (values - low) / (high - low) if high > low else np.zeros_like(values)
-    grey = np.rint(unit * 255.0).astype(np.uint8)
+def _to_grey(values: NDArray[np.float64], dataset: Any, name: str) -> NDArray[np.uint8]:
+    """Rescale, window (or stretch) and round to 8 bits; works in place on `values` to bound memory."""
+    slope = _number(dataset, "RescaleSlope", 1, name) or 1
+    intercept = _number(dataset, "RescaleIntercept", 0, name)
+    with np.errstate(over="ignore", invalid="ignore"):
+        values *= slope
+        values += intercept
+    low, high = check_values(values, name, "after the rescale")
+    if _window(values, dataset, name):
+        check_values(values, name, "after windowing")
+    else:
+        values -= low
+        values /= high - low
+    values *= 255.0
+    grey = np.rint(values, out=values).astype(np.uint8)
     return 255 - grey if dataset.get("PhotometricInterpretation") == "MONOCHROME1" else grey
 
 
@@ -104,13 +223,14 @@ def dicom_to_image(source: Path | bytes, name: str) -> Image.Image:
     """
     dataset = _read(source, name)
     pixels = _frame(dataset, name)
-    samples = int(dataset.get("SamplesPerPixel", 1) or 1)
+    samples = _count(dataset, "SamplesPerPixel", 1, name) or 1
     if samples == 3 and pixels.ndim == 3 and pixels.shape[2] == 3:
         if pixels.dtype != np.uint8:  # keep the top 8 of the stored bits
-            pixels = (pixels >> max(int(dataset.get("BitsStored", 8)) - 8, 0)).astype(np.uint8)
+            shift = min(max(_count(dataset, "BitsStored", 8, name) - 8, 0), 56)
+            pixels = (pixels >> shift).astype(np.uint8)
         return Image.fromarray(pixels)
     if samples == 1 and pixels.ndim == 2:
-        return Image.fromarray(_to_grey(pixels.astype(np.float64), dataset))
+        return Image.fromarray(_to_grey(pixels.astype(np.float64), dataset, name))
     raise ImageError(
         f"{name}: unsupported DICOM pixel layout ({samples} samples per pixel, frame shape {pixels.shape})."
     )

@@ -27,6 +27,54 @@ class ImageTooLargeError(ImageError):
     code = "image_too_large"
 
 
+class UnreadableFileError(ImageError):
+    """A scan file exists but cannot be opened or read (name too long, permissions, I/O error)."""
+
+    code = "unreadable_file"
+
+
+class MissingFileError(ImageError):
+    """A scan path names nothing."""
+
+    code = "no_such_file"
+
+
+class DanglingLinkError(ImageError):
+    """A symbolic link whose target does not exist."""
+
+    code = "dangling_link"
+
+
+class LinkLoopError(ImageError):
+    """A symbolic link that leads back to itself or to a folder that contains it."""
+
+    code = "link_loop"
+
+
+class SpecialFileError(ImageError):
+    """A path that is not a regular file: a FIFO, socket, device or folder."""
+
+    code = "special_file"
+
+
+class DicomAttributeError(ImageError):
+    """A DICOM attribute the pixels depend on is missing a usable value (e.g. a non-numeric RescaleSlope)."""
+
+    code = "bad_dicom_attribute"
+
+
+class EmptyImageError(ImageError):
+    """Degenerate pixels: an empty array, non-finite values or a flat image after windowing."""
+
+    code = "empty_image"
+
+
+class UnexpectedError(TumorscanError):
+    """A failure nobody anticipated while reading one input (a bug: please report it with the file)."""
+
+    code = "unexpected_error"
+
+
 class ModelError(TumorscanError):
     """A model file is missing, malformed, tampered with or unsafe."""
 
@@ -37,6 +85,12 @@ class MetadataError(ModelError):
     """A model file carries no or invalid tumorscan metadata."""
 
     code = "bad_metadata"
+
+
+class ModelIntegrityError(ModelError):
+    """A model file's content does not match the hash its metadata carries: it was modified."""
+
+    code = "modified_model"
 
 
 class DatasetError(TumorscanError):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DatasetError
-from .images import SCAN_EXTENSIONS, is_scan_file
+from .errors import DatasetError, ImageError, LinkLoopError, UnreadableFileError
+from .images import SCAN_EXTENSIONS, describe_source, is_scan_file
+
+MAX_DEPTH = 64
+"""Deepest folder a walk descends into."""
 
 SPLIT_ROLES = {
     "train": "training",
@@ -59,6 +63,59 @@ def refuse_split_roots(*folders: Path | None) -> None:
     for folder in folders:
         if folder is not None and folder.is_dir():
             refuse_split_root(folder)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A folder entry a walk could not descend into, and why (it gets its own error record)."""
+
+    path: Path
+    error: ImageError
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    """True for a folder or a link to one; False for a dangling link, a link loop or any other file."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _walk(folder: Path, chain: frozenset[str], depth: int) -> list[Path | Skipped]:
+    try:
+        with os.scandir(folder) as listing:
+            entries = sorted(listing, key=lambda entry: entry.name)
+    except OSError as exc:
+        message = f"{describe_source(folder)}: cannot list the folder ({exc.strerror})."
+        return [Skipped(folder, UnreadableFileError(message))]
+    found: list[Path | Skipped] = []
+    here = Path(os.path.realpath(folder))
+    for entry in entries:
+        path, name = Path(entry.path), describe_source(entry.path)
+        if _is_dir(entry):
+            real = os.path.realpath(path)
+            if real in chain or here.is_relative_to(real):
+                message = f"{name}: folder link back to a folder that contains it; not followed."
+                found.append(Skipped(path, LinkLoopError(message)))
+            elif depth >= MAX_DEPTH:
+                message = f"{name}: folders nested over {MAX_DEPTH} deep; the walk stops here."
+                found.append(Skipped(path, UnreadableFileError(message)))
+            else:
+                found.extend(_walk(path, chain | {real}, depth + 1))
+        elif is_scan_file(path):  # regular or not: a dangling link, loop or FIFO gets its own record
+            found.append(path)
+    return found
+
+
+def walk_scans(folder: Path) -> list[Path | Skipped]:
+    """Every entry with a scan extension under `folder` (recursive, sorted by path), and what was skipped.
+
+    Folder links are followed unless they lead back to a folder on the way down, or to one that holds
+    the link (a `link_loop` record each).
+    Entries that are not regular files (dangling links, link loops, FIFOs, devices) are listed like
+    scans, so that reading them gives their own error record.
+    """
+    return _walk(folder, frozenset({os.path.realpath(folder)}), 0)
 
 
 def class_folders(root: Path) -> list[str]:

@@ -4,13 +4,19 @@ Training, calibration, parity checks and inference all call `load_pixels`, so a 
 same pixels everywhere. Rules, in order:
 
 1. Decode. Accepted: PNG, JPEG, BMP, TIFF (by extension, checked against the content) and DICOM
-   (`.dcm`, with the `[dicom]` extra). Dimensions are checked before pixels are decoded.
+   (`.dcm`, with the `[dicom]` extra). A path must name a regular file (`tumorscan.paths` gives
+   missing files, dangling links, link loops and FIFOs their own errors). Dimensions are checked
+   before pixels are decoded.
 2. Orientation. The EXIF orientation tag, if any, is applied.
 3. Colour. Every Pillow mode becomes RGB uint8:
    - L, 1, P, CMYK, YCbCr, LAB, HSV, RGB: Pillow's own conversion to RGB;
    - RGBA, LA, PA and P with transparency: composited over black (the background of an MRI);
    - I;16, I, F (16/32-bit and float): linearly stretched from the image's own minimum and
-     maximum to 0-255 (a flat image becomes 0), then grey to RGB.
+     maximum to 0-255, then grey to RGB.
+   Degenerate pixels are refused (`EmptyImageError`, code `empty_image`) by `check_values`, the one
+   check every stretched or windowed value goes through: an empty image, non-finite values (NaN,
+   infinity), or a flat image (one value everywhere) where values are stretched or windowed. Plain
+   8-bit images are taken as they are.
 4. Resize. The whole image to the model's width x height with Pillow's bilinear filter
    (antialiased when shrinking); the aspect ratio is not kept, as in the seed's generator.
    A JPEG at least twice the target size is first decoded at half scale in the DCT domain
@@ -32,7 +38,14 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError, ImageTooLargeError, UnsupportedFormatError
+from .errors import (
+    EmptyImageError,
+    ImageError,
+    ImageTooLargeError,
+    UnreadableFileError,
+    UnsupportedFormatError,
+)
+from .paths import check_scan_path
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 DICOM_EXTENSIONS = (".dcm", ".dicom")
@@ -40,6 +53,11 @@ SCAN_EXTENSIONS = IMAGE_EXTENSIONS + DICOM_EXTENSIONS
 PILLOW_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "TIFF")
 MAX_PIXELS = 64_000_000
 """Largest scan accepted (width x height), checked from the header before decoding."""
+PEAK_BYTES_PER_PIXEL = 15
+"""Memory bound for one input: peak RSS grows by at most this many bytes per pixel of the scan (under
+0.9 GiB at MAX_PIXELS; measured at 64 megapixels: native 16-bit DICOM +794 MiB, 16-bit PNG +611 MiB,
+8-bit PNG +367 MiB, JPEG +185 MiB). A compressed DICOM frame is held to MAX_PIXELS through its own
+codestream header (`tumorscan.codestream`); a multi-frame DICOM also holds its file's bytes."""
 
 RESIZE_FILTER = Image.Resampling.BILINEAR
 
@@ -54,7 +72,7 @@ def is_scan_file(path: Path) -> bool:
 def describe_source(source: ImageSource) -> str:
     """How messages and results name a scan: its path, or a short description of in-memory data."""
     if isinstance(source, (str, Path)):
-        return str(source)
+        return str(source).encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates
     if isinstance(source, bytes):
         return f"<{len(source)} bytes>"
     return f"<{type(source).__name__}>"
@@ -109,19 +127,26 @@ def decode_scan(source: ImageSource, target: tuple[int, int] | None = None) -> I
 
             return dicom_to_image(source, name)
         return _open_pillow(io.BytesIO(source), name, target)
+    if not isinstance(source, (str, Path)):
+        raise UnsupportedFormatError(
+            f"{name}: cannot read a {type(source).__name__}; pass a path, bytes, a PIL image or an array."
+        )
     path = Path(source)
     suffix = path.suffix.lower()
     if suffix not in SCAN_EXTENSIONS:
         raise UnsupportedFormatError(
             f"{name}: unknown extension {suffix or '(none)'!r}; accepted: {', '.join(SCAN_EXTENSIONS)}."
         )
-    if not path.is_file():
-        raise ImageError(f"{name}: no such file.")
+    check_scan_path(path, name)
     if suffix in DICOM_EXTENSIONS:
         from .dicom import dicom_to_image
 
         return dicom_to_image(path, name)
-    with path.open("rb") as stream:
+    try:
+        stream = path.open("rb")
+    except OSError as exc:
+        raise UnreadableFileError(f"{name}: cannot open the file ({exc.strerror or exc}).") from exc
+    with stream:
         return _open_pillow(stream, name, target)
 
 
@@ -131,23 +156,49 @@ def array_to_image(array: NDArray[np.generic], name: str = "<array>") -> Image.I
         array = array[:, :, 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
         raise ImageError(f"{name}: expected an HxW or HxWx3/4 array, got shape {array.shape}.")
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise ImageError(f"{name}: expected an integer or float array, got {array.dtype}.")
+    if array.size == 0:
+        raise EmptyImageError(f"{name}: the array is empty (shape {array.shape}); pass a real scan.")
     if array.dtype == np.uint8:
         return Image.fromarray(array)
     if array.ndim == 2:
         return Image.fromarray(array.astype(np.float32), mode="F")
-    return Image.fromarray(_stretch_to_uint8(array.astype(np.float32)))
+    return Image.fromarray(_stretch_to_uint8(array.astype(np.float32), name))
 
 
-def _stretch_to_uint8(values: NDArray[np.floating]) -> NDArray[np.uint8]:
+def check_values(values: NDArray[np.floating], name: str, stage: str = "") -> tuple[float, float]:
+    """(min, max) of pixel values about to be stretched or windowed; refuse degenerate ones.
+
+    Raises:
+        EmptyImageError: no values, a NaN or infinity among them, or all of them equal.
+    """
+    where = f" {stage}" if stage else ""
+    if values.size == 0:
+        raise EmptyImageError(f"{name}: the image is empty (shape {values.shape}); pass a real scan.")
+    if not np.isfinite(values).all():
+        raise EmptyImageError(
+            f"{name}: the pixel values{where} are not all finite (NaN or infinity); the scan is unusable."
+        )
     low, high = float(values.min()), float(values.max())
     if high <= low:
-        return np.zeros(values.shape, dtype=np.uint8)
-    scaled = (values - low) * (255.0 / (high - low))
-    stretched: NDArray[np.uint8] = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+        raise EmptyImageError(
+            f"{name}: the image{where} is flat (every pixel is {low:g}); nothing to classify."
+        )
+    return low, high
+
+
+def _stretch_to_uint8(values: NDArray[np.floating], name: str) -> NDArray[np.uint8]:
+    """Stretch min-max to 0-255, in place on `values` (a fresh float array) to bound memory."""
+    low, high = check_values(values, name)
+    values -= low
+    values *= 255.0 / (high - low)
+    np.rint(values, out=values)
+    stretched: NDArray[np.uint8] = np.clip(values, 0, 255, out=values).astype(np.uint8)
     return stretched
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image, name: str = "<image>") -> Image.Image:
     """Apply EXIF orientation and convert any Pillow mode to RGB by the rules in this module."""
     image = ImageOps.exif_transpose(image)
     mode = image.mode
@@ -158,7 +209,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     if mode in ("I", "F") or mode.startswith("I;"):
-        grey = _stretch_to_uint8(np.asarray(image, dtype=np.float32))
+        grey = _stretch_to_uint8(np.array(image, dtype=np.float32), name)
         return Image.fromarray(grey).convert("RGB")
     return image.convert("RGB")
 
@@ -183,9 +234,13 @@ def load_pixels(source: ImageSource, size: tuple[int, int]) -> NDArray[np.uint8]
     """
     name = describe_source(source)
     image = decode_scan(source, size)
+    if image.width == 0 or image.height == 0:
+        raise EmptyImageError(f"{name}: the image is empty ({image.width}x{image.height}); pass a real scan.")
     try:
-        rgb = resize(to_rgb(image), size)
+        rgb = resize(to_rgb(image, name), size)
         pixels = np.asarray(rgb, dtype=np.uint8)
+    except ImageError:
+        raise
     except Exception as exc:  # EXIF data is untrusted too
         raise ImageError(f"{name}: cannot convert the image to RGB ({exc}).") from exc
     return pixels

@@ -34,11 +34,23 @@ def embed_tflite_metadata(model_bytes: bytes, spec: ModelSpec) -> bytes:
     """Return a copy of a TFLite model with `spec` stored as its "tumorscan" metadata entry.
 
     An existing entry of that name is replaced; other entries (e.g. the converter's own) are kept.
+    The stored spec's `integrity` field holds the hash of the file (`tumorscan.integrity`).
 
     Raises:
         ModelError: the bytes are not a TFLite model, or one over 2 GB.
     """
-    return set_tflite_metadata_entry(model_bytes, METADATA_KEY, spec.to_json().encode("utf-8"))
+    from .integrity import seal_tflite
+
+    return seal_tflite(lambda text: pack_tflite_metadata(model_bytes, text), spec)
+
+
+def pack_tflite_metadata(model_bytes: bytes, text: bytes) -> bytes:
+    """A copy of a TFLite model with `text` stored as it is (unchecked, unsealed) as the "tumorscan" entry.
+
+    Raises:
+        ModelError: the bytes are not a TFLite model, or one over 2 GB.
+    """
+    return set_tflite_metadata_entry(model_bytes, METADATA_KEY, text)
 
 
 def set_tflite_metadata_entry(model_bytes: bytes, name: str, data: bytes) -> bytes:
@@ -101,15 +113,20 @@ class _Table:
         field = self._field(index)
         return 0 if field is None else int(_unpack(self.data, fmt, field))
 
-    def bytes_(self, index: int) -> bytes:
-        """A string or [ubyte] field."""
+    def span(self, index: int) -> tuple[int, int] | None:
+        """Where a string or [ubyte] field's bytes lie in the file: (start, end), or None when absent."""
         target = self._target(index)
         if target is None:
-            return b""
+            return None
         length = _unpack(self.data, "<I", target)
         if target + 4 + length > len(self.data):
             raise ValueError("vector runs past the end of the file")
-        return self.data[target + 4 : target + 4 + length]
+        return target + 4, target + 4 + length
+
+    def bytes_(self, index: int) -> bytes:
+        """A string or [ubyte] field."""
+        span = self.span(index)
+        return b"" if span is None else self.data[span[0] : span[1]]
 
     def tables(self, index: int) -> list[_Table]:
         """A vector of tables."""
@@ -144,6 +161,16 @@ def tflite_metadata_entry(model_bytes: bytes, name: str, source: str = "model") 
     Raises:
         ModelError: the bytes are not a TFLite flatbuffer or its structure is broken.
     """
+    span = tflite_metadata_span(model_bytes, name, source)
+    return None if span is None else model_bytes[span[0] : span[1]]
+
+
+def tflite_metadata_span(model_bytes: bytes, name: str, source: str = "model") -> tuple[int, int] | None:
+    """Where the named metadata entry's bytes lie in a TFLite file: (start, end), or None.
+
+    Raises:
+        ModelError: the bytes are not a TFLite flatbuffer or its structure is broken.
+    """
     if not is_tflite(model_bytes):
         raise ModelError(f"{source}: not a TFLite model (missing the TFL3 identifier); re-export the model.")
     try:
@@ -159,8 +186,8 @@ def tflite_metadata_entry(model_bytes: bytes, name: str, source: str = "model") 
         if offset > 1:  # large models keep buffers after the flatbuffer, addressed by offset
             if offset + size > len(model_bytes):
                 raise ValueError("a buffer lies past the end of the file")
-            return model_bytes[offset : offset + size]
-        return buffer.bytes_(_BUFFER_DATA)
+            return offset, offset + size
+        return buffer.span(_BUFFER_DATA) or (0, 0)
     except (ValueError, IndexError) as exc:
         raise ModelError(f"{source}: malformed TFLite flatbuffer ({exc}); re-export the model.") from exc
 
@@ -240,9 +267,12 @@ def read_model_file(path: Path) -> bytes:
     if not path.is_file():
         raise ModelError(f"{path}: no such model file; check the path.")
     try:
-        return path.read_bytes()
+        content = path.read_bytes()
     except OSError as exc:
         raise ModelError(f"{path}: cannot read the model file ({exc.strerror}).") from exc
+    if not content:
+        raise ModelError(f"{path}: the model file is empty (0 bytes); copy or export it again.")
+    return content
 
 
 def read_model_spec(path: str | Path) -> ModelSpec:

@@ -1,12 +1,15 @@
 """The model spec: the one description of a model's labels, input and provenance.
 
 It is serialised as JSON into every exported model file and parsed back with `json.loads`; the
-runtime needs nothing else to use a model correctly.
+runtime needs nothing else to use a model correctly. Model files are untrusted: the JSON is checked
+against `SPEC_SCHEMA` (size, nesting, type and range of every known field) before any of it is used;
+unknown fields are ignored, so newer files still load.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -55,6 +58,8 @@ class ModelSpec:
     parity: dict[str, Any] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     spec_version: int = SPEC_VERSION
+    integrity: dict[str, Any] | None = field(default=None, compare=False)
+    """Hash of the model content this spec describes (`tumorscan.integrity`); set when embedded."""
 
     def with_updates(self, **changes: Any) -> ModelSpec:
         """Return a copy with some fields replaced."""
@@ -69,8 +74,8 @@ class ModelSpec:
     @classmethod
     def from_json(cls, text: str | bytes, source: str = "model") -> ModelSpec:
         """Parse and validate a JSON document written by `to_json`."""
+        data = parse_spec_json(text, source)
         try:
-            data = json.loads(text)
             version = int(data.get("spec_version", 0))
             if version > SPEC_VERSION:
                 raise MetadataError(
@@ -88,6 +93,7 @@ class ModelSpec:
                 parity=data.get("parity"),
                 provenance=dict(data.get("provenance") or {}),
                 spec_version=version,
+                integrity=data.get("integrity"),
             )
         except MetadataError:
             raise
@@ -111,3 +117,141 @@ class ModelSpec:
             problems.append(f"unknown normalization {self.input.normalization!r}")
         if problems:
             raise MetadataError(f"{source}: invalid tumorscan metadata: {'; '.join(problems)}.")
+
+
+MAX_METADATA_BYTES = 1_000_000
+MAX_NESTING = 16
+MAX_LABELS = 1000
+MAX_NAME = 200
+MAX_SIDE = 8192
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one metadata field may hold: JSON types (None allowed when optional) and a further check."""
+
+    types: tuple[type, ...]
+    required: bool = False
+    check: Callable[[Any], str | None] | None = None
+    """Returns what is wrong with a value of the right type, or None."""
+
+
+def _labels(value: list[Any]) -> str | None:
+    if not 2 <= len(value) <= MAX_LABELS:
+        return f"must hold 2 to {MAX_LABELS} names, not {len(value)}"
+    if not all(isinstance(label, str) and 0 < len(label) <= MAX_NAME for label in value):
+        return f"must be names of 1 to {MAX_NAME} characters"
+    return None
+
+
+def _side(value: int) -> str | None:
+    return None if 8 <= value <= MAX_SIDE else f"must be 8 to {MAX_SIDE} pixels, not {value}"
+
+
+def _short(value: str) -> str | None:
+    return None if len(value) <= MAX_NAME else f"is longer than {MAX_NAME} characters"
+
+
+def _hex_digest(value: str) -> str | None:
+    ok = len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+    return None if ok else "must be 64 lowercase hex digits"
+
+
+def _check_object(schema: dict[str, Rule]) -> Callable[[Any], str | None]:
+    def check(value: dict[str, Any]) -> str | None:
+        problems = schema_problems(value, schema)
+        return "; ".join(problems) or None
+
+    return check
+
+
+def _non_negative(value: int) -> str | None:
+    return None if value >= 0 else "must not be negative"
+
+
+INPUT_SCHEMA: dict[str, Rule] = {
+    "height": Rule((int,), required=True, check=_side),
+    "width": Rule((int,), required=True, check=_side),
+    "channels": Rule((int,)),
+    "color": Rule((str,), check=_short),
+    "resize": Rule((str,), check=_short),
+    "dtype": Rule((str,), check=_short),
+    "normalization": Rule((str,), check=_short),
+}
+
+INTEGRITY_SCHEMA: dict[str, Rule] = {
+    "scheme": Rule((str,), required=True, check=_short),
+    "sha256": Rule((str,), required=True, check=_hex_digest),
+    "bytes": Rule((int,), check=_non_negative),
+}
+
+SPEC_SCHEMA: dict[str, Rule] = {
+    "labels": Rule((list,), required=True, check=_labels),
+    "input": Rule((dict,), required=True, check=_check_object(INPUT_SCHEMA)),
+    "architecture": Rule((str,), check=_short),
+    "source_sha256": Rule((str, type(None)), check=_short),
+    "quantization": Rule((dict, type(None))),
+    "calibration": Rule((dict, type(None))),
+    "parity": Rule((dict, type(None))),
+    "provenance": Rule((dict, type(None))),
+    "spec_version": Rule((int,)),
+    "integrity": Rule((dict, type(None)), check=_check_object(INTEGRITY_SCHEMA)),
+}
+"""The known metadata fields. A new optional field needs one line here (and one in ModelSpec)."""
+
+
+def schema_problems(data: dict[str, Any], schema: dict[str, Rule]) -> list[str]:
+    """Every way `data` breaks `schema`, as 'field: what is wrong' strings (empty when it conforms)."""
+    problems = []
+    for name, rule in schema.items():
+        if name not in data:
+            if rule.required:
+                problems.append(f"{name}: missing")
+            continue
+        value = data[name]
+        if (isinstance(value, bool) and bool not in rule.types) or not isinstance(value, rule.types):
+            expected = " or ".join("null" if t is type(None) else t.__name__ for t in rule.types)
+            problems.append(f"{name}: must be {expected}, not {type(value).__name__}")
+        elif value is not None and rule.check is not None and (problem := rule.check(value)):
+            problems.append(f"{name}: {problem}")
+    return problems
+
+
+def _nesting(value: Any) -> int:
+    """How deeply lists and objects nest in a parsed JSON value (iterative: no recursion limit)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def parse_spec_json(text: str | bytes, source: str) -> dict[str, Any]:
+    """Parse metadata JSON and check it against SPEC_SCHEMA; every violation is a MetadataError.
+
+    Raises:
+        MetadataError: too large, too deeply nested, not JSON, or a field of the wrong type or range.
+    """
+    if len(text) > MAX_METADATA_BYTES:
+        raise MetadataError(
+            f"{source}: tumorscan metadata of {len(text):,} bytes is over the {MAX_METADATA_BYTES:,} limit."
+        )
+    try:
+        data = json.loads(text)
+    except RecursionError as exc:
+        raise MetadataError(f"{source}: tumorscan metadata nests too deeply; re-export the model.") from exc
+    except (ValueError, TypeError) as exc:
+        raise MetadataError(f"{source}: tumorscan metadata is not JSON ({exc}); re-export it.") from exc
+    if not isinstance(data, dict):
+        raise MetadataError(f"{source}: tumorscan metadata must be a JSON object; re-export the model.")
+    if _nesting(data) > MAX_NESTING:
+        raise MetadataError(
+            f"{source}: tumorscan metadata nests over {MAX_NESTING} levels deep; re-export the model."
+        )
+    problems = schema_problems(data, SPEC_SCHEMA)
+    if problems:
+        raise MetadataError(f"{source}: invalid tumorscan metadata: {'; '.join(problems)}.")
+    return data

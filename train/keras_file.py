@@ -1,8 +1,11 @@
 """Reading and writing `.keras` files: the model spec travels inside, and loading is safe.
 
 A `.keras` file is a zip archive; the spec is stored as an extra entry `tumorscan.json`,
-which Keras ignores when loading. Before any model code runs, the archive's `config.json`
-is inspected: Lambda layers and layers from modules outside Keras are refused.
+which Keras ignores when loading. Before Keras reads anything, the archive is checked: every
+entry must be unencrypted, use a compression zipfile reads, and stay within `MAX_ENTRY_BYTES`; the
+`config.json` (at most `MAX_CONFIG_BYTES`, nested at most `MAX_CONFIG_NESTING` deep) must hold no
+Lambda layer and no class from a package outside Keras. A legacy `.h5` file (with `--allow-legacy`)
+gets the same config check through h5py before Keras opens it.
 """
 
 from __future__ import annotations
@@ -17,8 +20,16 @@ from tumorscan.errors import MetadataError, ModelError
 from tumorscan.spec import ModelSpec
 
 SPEC_ENTRY = "tumorscan.json"
+SAVE_HINT = "save the model with model.save('x.keras')"
 LEGACY_SUFFIXES = (".h5", ".hdf5")
-TRUSTED_MODULE_PREFIXES = ("keras", "keras_hub", "tf_keras")
+TRUSTED_PACKAGES = frozenset({"keras", "keras_hub", "tf_keras"})
+"""Top-level packages whose layer classes are loaded (compared exactly: 'kerasevil' is foreign)."""
+READABLE_COMPRESSIONS = frozenset(
+    {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+)
+MAX_ENTRY_BYTES = 4 << 30
+MAX_CONFIG_BYTES = 64 << 20
+MAX_CONFIG_NESTING = 200
 
 
 class UnsafeModelError(ModelError):
@@ -46,15 +57,56 @@ def save_keras(model: Any, path: Path, spec: ModelSpec) -> None:
     partial.replace(path)
 
 
-def read_keras_spec(path: Path) -> ModelSpec | None:
-    """The spec stored in a `.keras` file by `save_keras`, or None for a foreign model."""
+def _open_archive(path: Path) -> zipfile.ZipFile:
+    """Open a .keras archive and check every entry before anything is read from it.
+
+    Raises:
+        ModelError: not a zip archive, or an encrypted, unreadable or oversized entry.
+    """
     try:
-        with zipfile.ZipFile(path) as archive:
-            if SPEC_ENTRY not in archive.namelist():
-                return None
-            return ModelSpec.from_json(archive.read(SPEC_ENTRY), source=str(path))
-    except zipfile.BadZipFile as exc:
-        raise ModelError(f"{path}: not a .keras archive ({exc}).") from exc
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ModelError(f"{path}: not a .keras archive ({exc}); {SAVE_HINT}.") from exc
+    for entry in archive.infolist():
+        problem = None
+        if entry.flag_bits & 0x1:
+            problem = "is encrypted"
+        elif entry.compress_type not in READABLE_COMPRESSIONS:
+            problem = f"uses an unknown compression method ({entry.compress_type})"
+        elif entry.file_size > MAX_ENTRY_BYTES:
+            problem = f"is {entry.file_size:,} bytes uncompressed, over the {MAX_ENTRY_BYTES:,} limit"
+        if problem is not None:
+            archive.close()
+            raise ModelError(
+                f"{path}: archive entry {entry.filename!r} {problem}; save the model again with model.save()."
+            )
+    return archive
+
+
+def _read_entry(archive: zipfile.ZipFile, name: str, path: Path, limit: int = MAX_CONFIG_BYTES) -> bytes:
+    try:
+        info = archive.getinfo(name)
+    except KeyError as exc:
+        raise ModelError(f"{path}: the archive holds no {name}; {SAVE_HINT}.") from exc
+    if info.file_size > limit:
+        raise ModelError(f"{path}: {name} is {info.file_size:,} bytes, over the {limit:,} limit.")
+    try:
+        with archive.open(info) as stream:
+            return stream.read(limit + 1)[:limit]
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError) as exc:
+        raise ModelError(f"{path}: cannot read {name} from the archive ({exc}).") from exc
+
+
+def read_keras_spec(path: Path) -> ModelSpec | None:
+    """The spec stored in a `.keras` file by `save_keras`, or None for a foreign model.
+
+    Raises:
+        ModelError: a malformed archive (see `_open_archive`); MetadataError: an invalid spec.
+    """
+    with _open_archive(path) as archive:
+        if SPEC_ENTRY not in archive.namelist():
+            return None
+        return ModelSpec.from_json(_read_entry(archive, SPEC_ENTRY, path), source=str(path))
 
 
 def require_keras_spec(path: Path, hint: str) -> ModelSpec:
@@ -71,28 +123,38 @@ def require_keras_spec(path: Path, hint: str) -> ModelSpec:
 
 
 def _layer_configs(config: Any) -> list[dict[str, Any]]:
-    """Every nested object config that names a class (layers, nested models, initializers...)."""
+    """Every nested object config that names a class (layers, nested models, initializers...).
+
+    Iterative, so a deeply nested config cannot exhaust the stack.
+    """
     found: list[dict[str, Any]] = []
-    if isinstance(config, dict):
-        if "class_name" in config:
-            found.append(config)
-        for value in config.values():
-            found.extend(_layer_configs(value))
-    elif isinstance(config, list):
-        for item in config:
-            found.extend(_layer_configs(item))
+    stack = [config]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if "class_name" in item:
+                found.append(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
     return found
 
 
-def check_keras_archive(path: Path) -> None:
-    """Refuse archives whose config holds Lambda layers or classes from foreign modules."""
+def _parse_config(text: bytes | str, path: Path) -> Any:
     try:
-        with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
-        raise ModelError(
-            f"{path}: not a valid .keras archive ({exc}); save the model with model.save('x.keras')."
-        ) from exc
+        return json.loads(text)
+    except RecursionError as exc:
+        raise ModelError(f"{path}: the model config nests too deeply to be a Keras model.") from exc
+    except (ValueError, TypeError) as exc:
+        raise ModelError(f"{path}: the model config is not valid JSON ({exc}).") from exc
+
+
+def check_config(config: Any, path: Path) -> None:
+    """Refuse a model config holding Lambda layers or classes from packages outside Keras.
+
+    Raises:
+        UnsafeModelError: a Lambda layer or a foreign class.
+    """
     for item in _layer_configs(config):
         name = item.get("class_name")
         module = str(item.get("module") or "keras")
@@ -101,11 +163,42 @@ def check_keras_archive(path: Path) -> None:
                 f"{path}: holds a Lambda layer, which would run arbitrary code; replace it with stock layers "
                 "(for example Rescaling or Normalization) and save again."
             )
-        if not module.startswith(TRUSTED_MODULE_PREFIXES):
+        if module.split(".")[0] not in TRUSTED_PACKAGES:
             raise UnsafeModelError(
                 f"{path}: layer {name!r} comes from module {module!r}, outside Keras; tumorscan only loads "
                 "models built from stock Keras layers."
             )
+
+
+def check_keras_archive(path: Path) -> None:
+    """Check a .keras archive (entries, config size and nesting, layers) before Keras reads it.
+
+    Raises:
+        ModelError: a malformed archive or config; UnsafeModelError: Lambda or foreign layers.
+    """
+    with _open_archive(path) as archive:
+        config = _parse_config(_read_entry(archive, "config.json", path), path)
+    check_config(config, path)
+
+
+def check_h5_file(path: Path) -> None:
+    """Check a legacy .h5 model's config (read with h5py) before Keras opens the file.
+
+    Raises:
+        ModelError: not a readable HDF5 model file; UnsafeModelError: Lambda or foreign layers.
+    """
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as file:
+            text = file.attrs.get("model_config")
+    except Exception as exc:  # h5py raises OSError and its own types for corrupt files
+        raise ModelError(f"{path}: not a readable HDF5 model file ({exc}).") from exc
+    if text is None:
+        raise ModelError(f"{path}: the HDF5 file holds no model_config; save the model with model.save().")
+    if isinstance(text, bytes) and len(text) > MAX_CONFIG_BYTES:
+        raise ModelError(f"{path}: the model config is over the {MAX_CONFIG_BYTES:,} byte limit.")
+    check_config(_parse_config(text, path), path)
 
 
 def load_keras(path: Path, allow_legacy: bool = False) -> Any:
@@ -129,14 +222,16 @@ def load_keras(path: Path, allow_legacy: bool = False) -> Any:
         )
     if not is_legacy and path.suffix.lower() != ".keras":
         raise ModelError(f"{path}: expected a .keras file.")
+    if is_legacy and not path.is_dir():
+        check_h5_file(path)
+    elif not is_legacy:
+        check_keras_archive(path)
     import keras
 
-    if is_legacy:
+    try:
         if path.is_dir():
             return keras.layers.TFSMLayer(str(path), call_endpoint="serving_default")
         return keras.models.load_model(path, compile=False, safe_mode=True)
-    check_keras_archive(path)
-    try:
-        return keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:
-        raise ModelError(f"{path}: Keras could not load the model ({exc}).") from exc
+    except Exception as exc:  # Keras and TensorFlow raise many types on malformed files
+        message = " ".join(str(exc).split())[:500]
+        raise ModelError(f"{path}: Keras could not load the model ({message}).") from exc

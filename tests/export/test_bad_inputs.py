@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import warnings
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
+import click.testing
 import pytest
+from click.testing import CliRunner
 
 from tumorscan.errors import DatasetError, ModelError, TumorscanError
 from tumorscan.export.exporter import ExportOptions, export_model
@@ -160,3 +165,82 @@ def test_an_interrupted_write_leaves_no_model_file(
     with pytest.raises(KeyboardInterrupt):
         export_model(tiny_keras_model, _options(tmp_path, mode="fp32"))
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def _archive(path: Path, config: str = '{"class_name": "Sequential", "config": {}}') -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("config.json", config)
+        archive.writestr("metadata.json", "{}")
+    return path
+
+
+EVIL_CONFIG = '{"class_name": "Dense", "module": "kerasevil.layers"}'
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _patch_entries(path: Path, flag_bits: int = 0, method: int | None = None) -> Path:
+    """Mark every entry of a stored zip encrypted (flag bit 0) or give it another compression method."""
+    data = bytearray(path.read_bytes())
+    for signature, flag_at, method_at in ((b"PK\x03\x04", 6, 8), (b"PK\x01\x02", 8, 10)):
+        start = data.find(signature)
+        while start >= 0:
+            data[start + flag_at] |= flag_bits
+            if method is not None:
+                data[start + method_at : start + method_at + 2] = method.to_bytes(2, "little")
+            start = data.find(signature, start + 4)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _export_cli(model: Path, out: Path, *options: str) -> click.testing.Result:
+    from tumorscan.export.cli import export_command
+
+    arguments = [str(model), "--out", str(out), "--mode", "fp32", "--labels", "a,b", "--preprocess", "none"]
+    return CliRunner().invoke(export_command, [*arguments, *options])
+
+
+@pytest.mark.parametrize(
+    ("name", "build", "says"),
+    [
+        ("deep.keras", lambda p: _archive(p, "[" * 100_000 + "]" * 100_000), "nests too deeply"),
+        ("encrypted.keras", lambda p: _patch_entries(_archive(p), flag_bits=1), "'config.json' is encrypted"),
+        ("method.keras", lambda p: _patch_entries(_archive(p), method=99), "unknown compression method (99)"),
+        ("evil.keras", lambda p: _archive(p, EVIL_CONFIG), "module 'kerasevil.layers', outside Keras"),
+        ("empty.keras", lambda p: _write(p, b""), "not a .keras archive"),
+        ("corrupt.h5", lambda p: _write(p, b"\x89HDF\r\n\x1a\n" + bytes(300)), "not a readable HDF5"),
+    ],
+)
+def test_malformed_archives_end_in_one_line_before_keras_reads_them(
+    tmp_path: Path, name: str, build: Callable[[Path], Path], says: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import keras
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("Keras was asked to read a malformed archive")
+
+    monkeypatch.setattr(keras.models, "load_model", never)
+    model = build(tmp_path / name)
+    out = tmp_path / "out"
+    result = _export_cli(model, out, "--allow-legacy")
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and says in errors[0] and "Traceback" not in result.output, result.output
+    assert not out.exists()  # --out is created only once the inputs are valid
+
+
+def test_a_lambda_layer_in_h5_is_refused_with_allow_legacy(tmp_path: Path) -> None:
+    import keras
+
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Lambda(lambda x: x * 2.0)])
+    path = tmp_path / "lambda.h5"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Keras warns that .h5 is a legacy format
+        model.save(path)
+    with pytest.raises(UnsafeModelError, match="Lambda layer"):
+        options = _options(tmp_path, mode="fp32", labels=("a", "b"), preprocess="none", allow_legacy=True)
+        export_model(path, options)
+    assert not (tmp_path / "out").exists()

@@ -139,7 +139,8 @@ def test_predict_many_keeps_order_and_never_raises(
         PredictionError,
     ]
     errors = [r for r in results if isinstance(r, PredictionError)]
-    assert [e.code for e in errors] == ["bad_image", "bad_image", "unsupported_format", "unsupported_format"]
+    codes = ["bad_image", "no_such_file", "unsupported_format", "unsupported_format"]
+    assert [e.code for e in errors] == codes
     assert all(e.source in e.message for e in errors)
     assert results[4].source == str(scans[1])
 

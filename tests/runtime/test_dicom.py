@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import struct
+import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +15,16 @@ from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, SecondaryCaptureImageStorage, generate_uid
 
+from tumorscan.codestream import FrameSize, frame_size
 from tumorscan.dicom import dicom_to_image
-from tumorscan.errors import ImageError, ImageTooLargeError, MissingDependencyError
-from tumorscan.images import load_pixels
+from tumorscan.errors import (
+    DicomAttributeError,
+    EmptyImageError,
+    ImageError,
+    ImageTooLargeError,
+    MissingDependencyError,
+)
+from tumorscan.images import MAX_PIXELS, PEAK_BYTES_PER_PIXEL, load_pixels
 
 
 def _dicom(
@@ -99,11 +109,12 @@ def test_rgb_passes_through(tmp_path: Path) -> None:
 
 
 def test_multi_frame_takes_the_middle_frame(tmp_path: Path) -> None:
-    frames = np.stack([np.full((8, 10), value, dtype=np.uint16) for value in (100, 500, 900)])
-    path = _dicom(tmp_path / "frames.dcm", frames, NumberOfFrames=3, WindowCenter=500, WindowWidth=1000)
+    ramp = np.arange(80, dtype=np.uint16).reshape(8, 10)  # not flat: a flat frame is refused
+    frames = np.stack([ramp + value for value in (100, 500, 900)])
+    path = _dicom(tmp_path / "frames.dcm", frames, NumberOfFrames=3, WindowCenter=540, WindowWidth=1000)
     pixels = np.asarray(dicom_to_image(path, "frames.dcm"))
     assert pixels.shape == (8, 10)
-    assert np.all(np.abs(pixels.astype(int) - 128) <= 1)
+    assert np.all(np.abs(pixels.astype(int) - 128) <= 11) and abs(pixels.mean() - 128) <= 1
 
 
 def test_signed_pixels(tmp_path: Path) -> None:
@@ -112,8 +123,14 @@ def test_signed_pixels(tmp_path: Path) -> None:
     assert pixels[0, 0] == 0 and pixels[-1, -1] == 255
 
 
+def j2k_header(rows: int, columns: int, components: int = 1) -> bytes:
+    """A JPEG 2000 codestream's start: SOC and a SIZ segment declaring rows x columns."""
+    size = struct.pack(">HIIIIIIIIH", 0, columns, rows, 0, 0, columns, rows, 0, 0, components)
+    return b"\xff\x4f\xff\x51" + struct.pack(">H", 38 + 3 * components) + size + b"\x07\x01\x01" * components
+
+
 def test_compressed_syntax_without_a_decoder_names_it(tmp_path: Path) -> None:
-    garbage = b"\xff\x4f\xff\x51" + bytes(range(256)) * 4  # a JPEG 2000 start marker, then noise
+    garbage = j2k_header(16, 20) + bytes(range(256)) * 4  # a JPEG 2000 header, then noise
     path = _dicom(tmp_path / "j2k.dcm", _ramp(), syntax=JPEG2000Lossless, encoded=garbage)
     with pytest.raises(
         ImageError, match=r"j2k\.dcm: cannot decode the pixel data.*JPEG 2000 Image Compression"
@@ -168,3 +185,107 @@ def test_dicom_is_classified(tflite_fp32: Path, tmp_path: Path) -> None:
 
     prediction = Classifier.load(tflite_fp32).predict(_dicom(tmp_path / "scan.dcm", _ramp()))
     assert prediction.source.endswith("scan.dcm")
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value"),
+    [("WindowCenter", "NaN!"), ("RescaleSlope", "abc"), ("NumberOfFrames", "x#1!"), ("Rows", "1e999")],
+)
+def test_non_numeric_attributes_are_typed_errors(tmp_path: Path, attribute: str, value: str) -> None:
+    path = _dicom(tmp_path / "odd.dcm", _ramp(), WindowWidth=400, WindowCenter=200)
+    from pydicom import dcmread
+
+    dataset = dcmread(path)
+    dataset.add_new(attribute, "LO", value)  # written as text, so any characters go through
+    dataset.save_as(path)
+    with pytest.raises(DicomAttributeError, match=rf"odd\.dcm: the DICOM attribute {attribute} is not"):
+        load_pixels(path, (32, 32))
+
+
+@pytest.mark.parametrize(
+    ("attributes", "reason"),
+    [
+        ({"WindowCenter": "NaN", "WindowWidth": 400}, "not all finite"),
+        ({"RescaleSlope": "1e308"}, "not all finite"),
+        ({"WindowCenter": 90_000, "WindowWidth": 10}, "flat"),
+    ],
+)
+def test_degenerate_dicom_pixels_are_refused_without_warnings(
+    tmp_path: Path, attributes: dict[str, Any], reason: str
+) -> None:
+    path = _dicom(tmp_path / "odd.dcm", _ramp(), **attributes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(EmptyImageError, match=rf"odd\.dcm: .*{reason}"):
+            load_pixels(path, (32, 32))
+
+
+def test_codestream_larger_than_the_header_is_refused_before_decoding(tmp_path: Path) -> None:
+    bomb = j2k_header(12_000, 12_000) + bytes(512)  # a few hundred bytes claiming 144 megapixels
+    path = _dicom(tmp_path / "bomb.dcm", _ramp(64, 64), syntax=JPEG2000Lossless, encoded=bomb)
+    assert path.stat().st_size < 2000
+    with pytest.raises(ImageTooLargeError, match=r"bomb\.dcm: the compressed frame declares 12000x12000"):
+        load_pixels(path, (32, 32))
+    liar = _dicom(tmp_path / "liar.dcm", _ramp(64, 64), syntax=JPEG2000Lossless, encoded=j2k_header(80, 64))
+    with pytest.raises(ImageError, match=r"liar\.dcm: the compressed frame is 64x80 \(1 components\) but"):
+        load_pixels(liar, (32, 32))
+
+
+def test_jpeg_and_jp2_codestream_sizes() -> None:
+    jpeg = b"\xff\xd8\xff\xe0\x00\x04ab\xff\xc0\x00\x0b\x08\x01\x02\x03\x04\x03"
+    assert frame_size(jpeg) == FrameSize(0x0102, 0x0304, 3)
+    jp2 = b"\x00\x00\x00\x0cjP  \r\n\x87\n" + b"\x00\x00\x00\x10ftypjp2 \x00\x00\x00\x00"
+    jp2 += b"\x00\x00\x00\x00jp2c" + j2k_header(7, 9)
+    assert frame_size(jp2) == FrameSize(7, 9, 1)
+    assert frame_size(b"\xff\xd8\xff\xe0\x00\x04") is None and frame_size(b"RLE?") is None
+
+
+PEAK_CHILD = """
+import sys
+from tumorscan.images import load_pixels
+import tumorscan.dicom, pydicom.pixels
+
+def peak():
+    return next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM"))
+
+before = peak()
+load_pixels(sys.argv[1], (224, 224))
+print(peak() - before)
+"""
+
+
+@pytest.mark.slow
+def test_peak_memory_of_the_largest_accepted_dicom_stays_within_the_bound(tmp_path: Path) -> None:
+    side = 8000  # 64 megapixels, the largest scan accepted
+    ramp = (np.arange(side * side, dtype=np.uint32) % 4096).astype(np.uint16).reshape(side, side)
+    path = _dicom(tmp_path / "largest.dcm", ramp)
+    del ramp
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_CHILD, str(path)], capture_output=True, text=True, check=True
+    )
+    assert int(done.stdout) < PEAK_BYTES_PER_PIXEL * MAX_PIXELS
+
+
+def test_a_deflate_bomb_is_refused_before_it_is_inflated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import zlib
+
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    import tumorscan.dicom
+
+    limit = 8 << 20  # the real limit is 512 MB; a smaller one keeps the test fast
+    monkeypatch.setattr(tumorscan.dicom, "MAX_INFLATED_BYTES", limit)
+    small = _dicom(tmp_path / "small.dcm", _ramp(), syntax=DeflatedExplicitVRLittleEndian).read_bytes()
+    assert load_pixels(small, (32, 32)).shape == (32, 32, 3)  # a genuine deflated file reads
+    (meta_length,) = struct.unpack_from("<I", small, 140)
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    body = deflater.compress(bytes(limit + (1 << 20))) + deflater.flush()
+    bomb = tmp_path / "bomb.dcm"
+    bomb.write_bytes(small[: 144 + meta_length] + body)
+    assert bomb.stat().st_size < limit // 500
+    with pytest.raises(
+        ImageTooLargeError, match=r"bomb\.dcm: the deflated DICOM data inflates to over 8,388,608"
+    ):
+        load_pixels(bomb, (32, 32))

@@ -37,7 +37,7 @@ def test_expansion_of_files_folders_and_globs(scans: Path) -> None:
     assert from_folder == sorted(from_folder)
     assert scans / "README.txt" not in from_folder  # folders give scan files only
     from_glob, _ = expand_scan_arguments([f"{scans}/**/*.jpg", f"{scans}/glioma_tumor/image(1).jpg"])
-    assert len(from_glob) == 9  # duplicates dropped
+    assert len(from_glob) == 10  # every input keeps its record: a file named twice is classified twice
     explicit, _ = expand_scan_arguments([str(scans / "README.txt"), str(scans / "absent.jpg")])
     assert len(explicit) == 2  # named files are kept, to get their own error record
     nothing, warnings = expand_scan_arguments([f"{scans}/*.bmp"])

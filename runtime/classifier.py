@@ -24,6 +24,7 @@ from .errors import ModelError, TumorscanError
 from .images import ImageSource, describe_source, load_pixels
 from .metadata import read_model_file, spec_from_text
 from .spec import ModelSpec
+from .trust import Trust, unavailable_note
 
 SHA256_SHORT = 12
 DEFAULT_BATCH_SIZE = 16
@@ -54,6 +55,10 @@ class Prediction:
     probabilities: Mapping[str, float]
     """Probability per label, in the model's label order (read-only)."""
     model: ModelIdentity
+    abstain: bool | None = None
+    """True when the model does not vouch for this answer; None when the model cannot abstain."""
+    reasons: tuple[str, ...] = ()
+    """Why it abstains: `low_confidence`, `out_of_distribution` (see `tumorscan.trust`)."""
 
     def top(self, k: int) -> list[tuple[str, float]]:
         """The k most probable (label, probability) pairs, most probable first."""
@@ -67,7 +72,10 @@ class Prediction:
             "label": self.label,
             "confidence": self.confidence,
             "probabilities": dict(self.probabilities),
+            "abstain": self.abstain,
         }
+        if self.abstain:
+            record["reasons"] = list(self.reasons)
         if top_k is not None:
             record["top"] = [{"label": label, "probability": p} for label, p in self.top(top_k)]
         return record
@@ -119,6 +127,9 @@ class Classifier:
         self.spec = spec
         self.identity = identity
         self._backend = backend
+        self.trust = Trust.from_spec(spec, identity.file)
+        self.abstain_threshold: float | None = None
+        """Overrides the spec's confidence threshold (and enables abstention on a model without one)."""
 
     @classmethod
     def load(cls, path: str | Path, backend: str | None = None, num_threads: int | None = None) -> Classifier:
@@ -156,6 +167,13 @@ class Classifier:
         """The class labels, in output order."""
         return self.spec.labels
 
+    @property
+    def abstention_unavailable(self) -> str | None:
+        """Why this model cannot abstain (no trust entry and no threshold given), else None."""
+        if self.trust is None and self.abstain_threshold is None:
+            return unavailable_note(self.identity.file)
+        return None
+
     def probabilities(self, pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
         """Class probabilities for a batch of preprocessed pixels (N x H x W x 3 uint8, from `load_pixels`).
 
@@ -166,13 +184,15 @@ class Classifier:
         totals = scores.sum(axis=1, keepdims=True)
         uniform = np.full_like(scores, 1 / len(self.labels))
         probabilities: NDArray[np.float32] = np.divide(scores, totals, out=uniform, where=totals > 0)
-        return probabilities
+        return self.trust.calibrate(probabilities) if self.trust is not None else probabilities
 
     def _predictions(self, sources: Sequence[str], pixels: NDArray[np.uint8]) -> list[Prediction]:
         """One Prediction per row of a pixel batch."""
         probabilities = self.probabilities(pixels)
+        judge = None if self.abstention_unavailable else (self.trust or Trust())
+        reasons = judge.reasons(probabilities, pixels, self.abstain_threshold) if judge else None
         results = []
-        for source, row in zip(sources, probabilities, strict=True):
+        for index, (source, row) in enumerate(zip(sources, probabilities, strict=True)):
             best = int(np.argmax(row))
             results.append(
                 Prediction(
@@ -183,6 +203,8 @@ class Classifier:
                         {label: float(p) for label, p in zip(self.labels, row, strict=True)}
                     ),
                     model=self.identity,
+                    abstain=None if reasons is None else bool(reasons[index]),
+                    reasons=() if reasons is None else reasons[index],
                 )
             )
         return results

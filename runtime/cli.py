@@ -59,12 +59,17 @@ def _records(results: Sequence[Result], top_k: int, model: str) -> list[dict[str
     return [{**result.to_dict(top_k), "model": model} for result in results]
 
 
+def _abstain_mark(prediction: Prediction) -> str:
+    """' ABSTAIN (reasons)' after the confidence of an abstained answer, else nothing."""
+    return f" ABSTAIN ({', '.join(prediction.reasons)})" if prediction.abstain else ""
+
+
 def _table(results: Sequence[Result], top_k: int) -> str:
     header = ["SCAN", "LABEL", "CONFIDENCE"] + (["NEXT MOST LIKELY"] if top_k > 1 else [])
     rows = [header]
     for result in results:
         if isinstance(result, Prediction):
-            row = [result.source, result.label, f"{result.confidence:.3f}"]
+            row = [result.source, result.label, f"{result.confidence:.3f}" + _abstain_mark(result)]
             if top_k > 1:
                 row.append(", ".join(f"{label} {p:.3f}" for label, p in result.top(top_k)[1:]))
         else:
@@ -82,7 +87,7 @@ def _table(results: Sequence[Result], top_k: int) -> str:
 
 def _csv(results: Sequence[Result], top_k: int, labels: Sequence[str], model: str) -> str:
     columns = ["source", "status", "label", "confidence", "top", *(f"p_{label}" for label in labels)]
-    columns += ["error_code", "error_message", "model"]
+    columns += ["abstain", "reasons", "error_code", "error_message", "model"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
@@ -92,6 +97,7 @@ def _csv(results: Sequence[Result], top_k: int, labels: Sequence[str], model: st
             row.update(status="ok", label=result.label, confidence=f"{result.confidence:.6f}")
             row["top"] = ";".join(f"{label}:{p:.6f}" for label, p in result.top(top_k))
             row.update({f"p_{label}": f"{p:.6f}" for label, p in result.probabilities.items()})
+            row.update(abstain=result.abstain, reasons=";".join(result.reasons))
         else:
             row.update(status="error", error_code=result.code, error_message=result.message)
         writer.writerow(row)
@@ -116,6 +122,9 @@ def _summary(results: Sequence[Result], classifier: Classifier, seconds: float) 
     line = f"{len(results)} scans: {len(results) - failed} predicted, {failed} failed"
     if failures:
         line += " (" + ", ".join(f"{code}: {count}" for code, count in sorted(failures.items())) + ")"
+    abstained = sum(1 for r in results if isinstance(r, Prediction) and r.abstain)
+    note = classifier.abstention_unavailable
+    line += f"; {note}" if note else f", {abstained} abstained"
     return f"{line} in {seconds:.1f} s with {classifier.identity}"
 
 
@@ -151,6 +160,11 @@ def _load(model: Path | None, backend: str | None, threads: int | None) -> Class
 @click.option("--csv", "output_format", flag_value="csv", help="CSV with one row per scan.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write results to this file.")
 @click.option(
+    "--abstain-threshold",
+    type=click.FloatRange(0, 1),
+    help="Abstain below this calibrated confidence (default: the threshold stored in the model).",
+)
+@click.option(
     "--progress/--no-progress", default=None, help="Progress bar on stderr (default: when many scans)."
 )
 @user_errors
@@ -162,6 +176,7 @@ def infer_command(
     top_k: int,
     output_format: str | None,
     output: Path | None,
+    abstain_threshold: float | None,
     progress: bool | None,
 ) -> None:
     """Classify SCANS (files, folders searched recursively, or quoted glob patterns such as 'scans/**/*.png').
@@ -176,6 +191,7 @@ def infer_command(
     if not paths:
         raise click.UsageError("no scans matched the given files, folders or patterns.")
     classifier = _load(model, backend, threads)
+    classifier.abstain_threshold = abstain_threshold
     many = len(paths) >= PROGRESS_THRESHOLD and sys.stderr.isatty()
     show_progress = many if progress is None else progress
     started = time.perf_counter()

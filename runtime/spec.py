@@ -55,6 +55,8 @@ class ModelSpec:
     parity: dict[str, Any] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     spec_version: int = SPEC_VERSION
+    trust: dict[str, Any] | None = None
+    """Temperature, abstention threshold and input-check ranges (`tumorscan.trust`); optional."""
 
     def with_updates(self, **changes: Any) -> ModelSpec:
         """Return a copy with some fields replaced."""
@@ -88,6 +90,7 @@ class ModelSpec:
                 parity=data.get("parity"),
                 provenance=dict(data.get("provenance") or {}),
                 spec_version=version,
+                trust=data.get("trust"),
             )
         except MetadataError:
             raise

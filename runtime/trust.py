@@ -1,0 +1,158 @@
+"""Calibrated confidence, abstention and input checks, from the `trust` entry of a model's spec.
+
+The entry is written by `tumor-calibrate` (or at the end of `tumor-train`) and travels into every export:
+
+    {"temperature": T, "threshold": t, "input_checks": {name: [low, high]}, ...measurements}
+
+Probabilities are calibrated by temperature scaling on the exported probabilities, softmax(log p / T),
+which equals softmax(z / T) on the logits. A scan is answered when its calibrated confidence reaches the
+threshold and every input statistic lies in the range seen on the training scans; otherwise the
+prediction abstains with its reasons. Nothing here needs more than the model's probability output and the
+pixels from `load_pixels`, so it works for every exported format and backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .errors import MetadataError
+from .spec import ModelSpec
+
+LOW_CONFIDENCE = "low_confidence"
+OUT_OF_DISTRIBUTION = "out_of_distribution"
+PROBABILITY_FLOOR = 1e-6
+"""Probabilities (exactly 0 on uint8 outputs) are raised to this before taking logs."""
+DARK_LEVEL = 32
+"""Grey level below which a pixel counts as background (scans are mostly black around the head)."""
+
+
+def _grey(pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
+    return pixels.astype(np.float32).mean(axis=3) / 255.0
+
+
+def _colour(pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
+    """Mean spread between the largest and smallest channel (0 for grey scans)."""
+    spread = pixels.max(axis=3).astype(np.float32) - pixels.min(axis=3)
+    return spread.mean(axis=(1, 2)) / 255.0
+
+
+def _roughness(pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
+    """Mean absolute difference between horizontal neighbours (high for noise and text)."""
+    grey = _grey(pixels)
+    return np.abs(np.diff(grey, axis=2)).mean(axis=(1, 2))
+
+
+def _border(pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
+    """Mean grey level of the outer eighth of the image on every side."""
+    grey = _grey(pixels)
+    h, w = grey.shape[1] // 8, grey.shape[2] // 8
+    inner = grey[:, h:-h, w:-w].sum(axis=(1, 2))
+    return (grey.sum(axis=(1, 2)) - inner) / (grey[0].size - grey[0, h:-h, w:-w].size)
+
+
+INPUT_STATISTICS: dict[str, Callable[[NDArray[np.uint8]], NDArray[np.float32]]] = {
+    "colour": _colour,
+    "contrast": lambda pixels: _grey(pixels).std(axis=(1, 2)),
+    "brightness": lambda pixels: _grey(pixels).mean(axis=(1, 2)),
+    "dark_share": lambda pixels: (_grey(pixels) < DARK_LEVEL / 255).mean(axis=(1, 2)),
+    "roughness": _roughness,
+    "border": _border,
+}
+"""Cheap per-image statistics of N x H x W x 3 uint8 pixels, each -> N floats."""
+
+
+def input_statistics(pixels: NDArray[np.uint8]) -> dict[str, NDArray[np.float32]]:
+    """Every statistic of `INPUT_STATISTICS` for a batch of pixels."""
+    return {name: function(pixels).astype(np.float32) for name, function in INPUT_STATISTICS.items()}
+
+
+def apply_temperature(probabilities: NDArray[np.float32], temperature: float) -> NDArray[np.float32]:
+    """softmax(log p / T) row by row."""
+    logits = np.log(np.maximum(probabilities, PROBABILITY_FLOOR)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    scaled = np.exp(logits)
+    result: NDArray[np.float32] = (scaled / scaled.sum(axis=1, keepdims=True)).astype(np.float32)
+    return result
+
+
+@dataclass(frozen=True)
+class Trust:
+    """What a model's spec says about calibrating and abstaining."""
+
+    temperature: float = 1.0
+    threshold: float | None = None
+    """Lowest calibrated confidence that is answered; None: confidence never abstains."""
+    input_checks: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    """Accepted [low, high] range of each input statistic."""
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec, source: str = "model") -> Trust | None:
+        """The spec's trust entry, or None when the model has none (an older or foreign export).
+
+        Raises:
+            MetadataError: the entry is malformed.
+        """
+        entry: Mapping[str, Any] | None = spec.trust
+        if not entry:
+            return None
+        try:
+            temperature = float(entry.get("temperature", 1.0))
+            threshold = entry.get("threshold")
+            checks = {
+                str(name): (float(low), float(high))
+                for name, (low, high) in (entry.get("input_checks") or {}).items()
+                if name in INPUT_STATISTICS
+            }
+            trust = cls(temperature, None if threshold is None else float(threshold), checks)
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise MetadataError(f"{source}: the trust entry of its metadata is malformed ({exc}).") from exc
+        if not temperature > 0:
+            raise MetadataError(f"{source}: the trust entry's temperature must be positive, got {temperature}.")
+        return trust
+
+    def calibrate(self, probabilities: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Temperature-scaled probabilities."""
+        return probabilities if self.temperature == 1.0 else apply_temperature(probabilities, self.temperature)
+
+    def out_of_range(self, pixels: NDArray[np.uint8]) -> list[list[str]]:
+        """For each image, the names of the input statistics outside their accepted range."""
+        found: list[list[str]] = [[] for _ in range(len(pixels))]
+        if not self.input_checks:
+            return found
+        for name, values in input_statistics(pixels).items():
+            if name not in self.input_checks:
+                continue
+            low, high = self.input_checks[name]
+            for index in np.flatnonzero((values < low) | (values > high)):
+                found[index].append(name)
+        return found
+
+    def reasons(
+        self, probabilities: NDArray[np.float32], pixels: NDArray[np.uint8], threshold: float | None = None
+    ) -> list[tuple[str, ...]]:
+        """Why each image is not answered (empty: answered), from calibrated probabilities and its pixels.
+
+        `threshold` overrides the spec's confidence threshold.
+        """
+        limit = self.threshold if threshold is None else threshold
+        confidences = probabilities.max(axis=1)
+        results = []
+        for confidence, failed in zip(confidences, self.out_of_range(pixels), strict=True):
+            reasons = [OUT_OF_DISTRIBUTION] if failed else []
+            if limit is not None and confidence < limit:
+                reasons.append(LOW_CONFIDENCE)
+            results.append(tuple(reasons))
+        return results
+
+
+def unavailable_note(file: str) -> str:
+    """The one line saying that a model cannot abstain."""
+    return (
+        f"abstention unavailable: {file} carries no calibrated threshold or input checks (an older or "
+        "foreign export); run tumor-calibrate on its .keras model and export again."
+    )

@@ -46,6 +46,21 @@ def save_keras(model: Any, path: Path, spec: ModelSpec) -> None:
     partial.replace(path)
 
 
+def copy_with_spec(source: Path, path: Path, spec: ModelSpec) -> None:
+    """Copy the `.keras` archive `source` to `path` (atomically) with `spec` in place of its own."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial.keras")
+    try:
+        with zipfile.ZipFile(source) as original, zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as copy:
+            for item in original.infolist():
+                if item.filename != SPEC_ENTRY:
+                    copy.writestr(item, original.read(item.filename))
+            copy.writestr(SPEC_ENTRY, spec.to_json())
+    except zipfile.BadZipFile as exc:
+        raise ModelError(f"{source}: not a .keras archive ({exc}).") from exc
+    partial.replace(path)
+
+
 def read_keras_spec(path: Path) -> ModelSpec | None:
     """The spec stored in a `.keras` file by `save_keras`, or None for a foreign model."""
     try:

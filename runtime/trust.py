@@ -31,44 +31,36 @@ DARK_LEVEL = 32
 """Grey level below which a pixel counts as background (scans are mostly black around the head)."""
 
 
-def _grey(pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
-    return pixels.astype(np.float32).mean(axis=3) / 255.0
-
-
-def _colour(pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
-    """Mean spread between the largest and smallest channel (0 for grey scans)."""
-    spread = pixels.max(axis=3).astype(np.float32) - pixels.min(axis=3)
-    return spread.mean(axis=(1, 2)) / 255.0
-
-
-def _roughness(pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
-    """Mean absolute difference between horizontal neighbours (high for noise and text)."""
-    grey = _grey(pixels)
-    return np.abs(np.diff(grey, axis=2)).mean(axis=(1, 2))
-
-
-def _border(pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
+def _border(grey: NDArray[np.float32]) -> NDArray[np.float32]:
     """Mean grey level of the outer eighth of the image on every side."""
-    grey = _grey(pixels)
-    h, w = grey.shape[1] // 8, grey.shape[2] // 8
-    inner = grey[:, h:-h, w:-w].sum(axis=(1, 2))
-    return (grey.sum(axis=(1, 2)) - inner) / (grey[0].size - grey[0, h:-h, w:-w].size)
+    h, w = max(1, grey.shape[1] // 8), max(1, grey.shape[2] // 8)
+    inner = grey[:, h:-h, w:-w]
+    ring: NDArray[np.float32] = (grey.sum(axis=(1, 2)) - inner.sum(axis=(1, 2))) / (
+        grey[0].size - inner[0].size
+    )
+    return ring
 
 
-INPUT_STATISTICS: dict[str, Callable[[NDArray[np.uint8]], NDArray[np.float32]]] = {
-    "colour": _colour,
-    "contrast": lambda pixels: _grey(pixels).std(axis=(1, 2)),
-    "brightness": lambda pixels: _grey(pixels).mean(axis=(1, 2)),
-    "dark_share": lambda pixels: (_grey(pixels) < DARK_LEVEL / 255).mean(axis=(1, 2)),
-    "roughness": _roughness,
+GREY_STATISTICS: dict[str, Callable[[NDArray[np.float32]], NDArray[np.float32]]] = {
+    "contrast": lambda grey: grey.std(axis=(1, 2)),
+    "brightness": lambda grey: grey.mean(axis=(1, 2)),
+    "dark_share": lambda grey: (grey < DARK_LEVEL / 255).mean(axis=(1, 2)),
+    "roughness": lambda grey: np.abs(np.diff(grey, axis=2)).mean(axis=(1, 2)),
     "border": _border,
 }
-"""Cheap per-image statistics of N x H x W x 3 uint8 pixels, each -> N floats."""
+"""Cheap statistics of N x H x W grey levels in 0-1, each -> N floats (roughness: mean absolute
+difference between horizontal neighbours, high for noise and text; border: the outer eighth)."""
+
+INPUT_STATISTICS = ("colour", *GREY_STATISTICS)
 
 
 def input_statistics(pixels: NDArray[np.uint8]) -> dict[str, NDArray[np.float32]]:
-    """Every statistic of `INPUT_STATISTICS` for a batch of pixels."""
-    return {name: function(pixels).astype(np.float32) for name, function in INPUT_STATISTICS.items()}
+    """Every input statistic of N x H x W x 3 uint8 pixels; colour: mean spread between channels."""
+    spread = pixels.max(axis=3).astype(np.float32) - pixels.min(axis=3)
+    found = {"colour": spread.mean(axis=(1, 2)) / 255.0}
+    grey = pixels.astype(np.float32).mean(axis=3) / 255.0
+    found.update({name: function(grey) for name, function in GREY_STATISTICS.items()})
+    return {name: values.astype(np.float32) for name, values in found.items()}
 
 
 def apply_temperature(probabilities: NDArray[np.float32], temperature: float) -> NDArray[np.float32]:
@@ -112,12 +104,16 @@ class Trust:
         except (TypeError, ValueError, AttributeError) as exc:
             raise MetadataError(f"{source}: the trust entry of its metadata is malformed ({exc}).") from exc
         if not temperature > 0:
-            raise MetadataError(f"{source}: the trust entry's temperature must be positive, got {temperature}.")
+            raise MetadataError(
+                f"{source}: the trust entry's temperature must be positive, got {temperature}."
+            )
         return trust
 
     def calibrate(self, probabilities: NDArray[np.float32]) -> NDArray[np.float32]:
         """Temperature-scaled probabilities."""
-        return probabilities if self.temperature == 1.0 else apply_temperature(probabilities, self.temperature)
+        return (
+            probabilities if self.temperature == 1.0 else apply_temperature(probabilities, self.temperature)
+        )
 
     def out_of_range(self, pixels: NDArray[np.uint8]) -> list[list[str]]:
         """For each image, the names of the input statistics outside their accepted range."""

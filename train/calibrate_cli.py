@@ -1,0 +1,61 @@
+"""`tumor-calibrate`: fit the trust entry (temperature, threshold, input checks) of a saved `.keras` model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from tumorscan.cli_support import user_errors
+from tumorscan.train.calibrate import DEFAULT_TARGET_ACCURACY, calibrate_keras
+
+FOLDER = click.Path(path_type=Path, file_okay=False)
+
+
+@click.command()
+@click.argument("model", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--data", required=True, type=FOLDER, help="The labelled training folder (one sub-folder per class)."
+)
+@click.option(
+    "--out", required=True, type=FOLDER, help="Write model.keras, trust.json and reliability.png here."
+)
+@click.option(
+    "--val-split",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Validation fraction of --data. [default: the model's training run, else 0.15]",
+)
+@click.option("--seed", type=int, help="Split seed. [default: the model's training run, else 0]")
+@click.option(
+    "--target-accuracy",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=DEFAULT_TARGET_ACCURACY,
+    show_default=True,
+    help="The answered validation scans must be at least this accurate.",
+)
+@click.option("--cache", type=FOLDER, help="Cache decoded pixels in this folder.")
+@user_errors
+def calibrate_command(
+    model: Path,
+    data: Path,
+    out: Path,
+    val_split: float | None,
+    seed: int | None,
+    target_accuracy: float,
+    cache: Path | None,
+) -> None:
+    """Calibrate MODEL.keras on the validation split of --data and save a copy that carries the result.
+
+    The copy's spec holds the temperature, the abstention threshold and the input-check ranges; tumor-export
+    carries them into every exported file and tumor-infer applies them.
+    """
+    fit = calibrate_keras(model, data, out, val_split, seed, target_accuracy, cache)
+    entry, measured = fit.entry, fit.entry["validation"]
+    click.echo(
+        f"temperature {entry['temperature']}, threshold {entry['threshold']:.4f}; validation ECE "
+        f"{measured['ece_before']:.4f} -> {measured['ece_after']:.4f}, NLL {measured['nll_before']:.4f} -> "
+        f"{measured['nll_after']:.4f}; answered {measured['coverage']:.1%} at accuracy "
+        f"{measured['accuracy_answered'] or 0:.1%}; input checks flag "
+        f"{measured['flagged_out_of_distribution']:.1%} of validation scans"
+    )
+    click.echo(f"Wrote model.keras, trust.json and reliability.png to {out}.")

@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from .backends import Backend, TensorInfo, choose_backend, open_backend
 from .errors import ModelError, TumorscanError
+from .explain import occlusion_map
 from .images import ImageSource, describe_source, load_pixels
 from .metadata import read_model_file, spec_from_text
 from .spec import ModelSpec
@@ -217,6 +218,24 @@ class Classifier:
         """
         pixels = load_pixels(source, self.spec.input.size)
         return self._predictions([describe_source(source)], pixels[np.newaxis])[0]
+
+    def explain(self, source: ImageSource, label: str | None = None) -> NDArray[np.float32]:
+        """Occlusion-sensitivity map (model input size, see `tumorscan.explain`) of `label` for one scan.
+
+        Args:
+            source: the scan.
+            label: the class explained; default: the predicted one.
+
+        Raises:
+            ImageError: the scan cannot be read.
+            ValueError: `label` is not one of the model's labels.
+        """
+        pixels = load_pixels(source, self.spec.input.size)
+        if label is not None and label not in self.labels:
+            raise ValueError(f"unknown label {label!r}; the model knows {', '.join(self.labels)}.")
+        scores = self._backend.run
+        target = self.labels.index(label) if label else int(np.argmax(scores(pixels[np.newaxis])[0]))
+        return occlusion_map(scores, pixels, target)
 
     def iter_predictions(
         self, sources: Iterable[ImageSource], batch_size: int = DEFAULT_BATCH_SIZE

@@ -19,8 +19,10 @@ from .backends import BACKENDS
 from .classifier import Classifier, Prediction, Result
 from .cli_support import user_errors
 from .errors import TumorscanError
+from .explain import write_overlay
 from .files import atomic_write_text
 from .folders import list_scans
+from .images import load_pixels
 from .models import default_model_path
 
 PROGRESS_THRESHOLD = 20
@@ -136,6 +138,20 @@ def _classify(classifier: Classifier, paths: list[Path], show_progress: bool) ->
         return list(bar)
 
 
+def _write_heatmaps(classifier: Classifier, results: Sequence[Result], folder: Path) -> str:
+    """One occlusion heatmap PNG per classified scan in `folder`; returns the summary line."""
+    started, written = time.perf_counter(), 0
+    for result in results:
+        if isinstance(result, Prediction):
+            pixels = load_pixels(result.source, classifier.spec.input.size)
+            heat = classifier.explain(pixels, result.label)
+            name = f"{written:04d}_{Path(result.source).stem}.png"
+            write_overlay(folder / name, pixels, heat)
+            written += 1
+    seconds = time.perf_counter() - started
+    return f"heatmaps: {written} written to {folder} ({seconds / max(written, 1):.2f} s per scan)"
+
+
 def _load(model: Path | None, backend: str | None, threads: int | None) -> Classifier:
     try:
         return Classifier.load(model or default_model_path(), backend=backend, num_threads=threads)
@@ -165,6 +181,11 @@ def _load(model: Path | None, backend: str | None, threads: int | None) -> Class
     help="Abstain below this calibrated confidence (default: the threshold stored in the model).",
 )
 @click.option(
+    "--explain",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write a heatmap PNG per scan here: where the model looks (occlusion; seconds per scan).",
+)
+@click.option(
     "--progress/--no-progress", default=None, help="Progress bar on stderr (default: when many scans)."
 )
 @user_errors
@@ -177,6 +198,7 @@ def infer_command(
     output_format: str | None,
     output: Path | None,
     abstain_threshold: float | None,
+    explain: Path | None,
     progress: bool | None,
 ) -> None:
     """Classify SCANS (files, folders searched recursively, or quoted glob patterns such as 'scans/**/*.png').
@@ -204,5 +226,7 @@ def infer_command(
     else:
         click.echo(text, nl=False)
     click.echo(summary, err=output_format != "table" or output is not None)
+    if explain is not None:
+        click.echo(_write_heatmaps(classifier, results, explain), err=True)
     if any(not isinstance(result, Prediction) for result in results):
         sys.exit(1)

@@ -59,3 +59,33 @@ def calibrate_command(
         f"{measured['flagged_out_of_distribution']:.1%} of validation scans"
     )
     click.echo(f"Wrote model.keras, trust.json and reliability.png to {out}.")
+
+
+@click.command()
+@click.argument("model", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--data", required=True, type=FOLDER, help="Labelled test folder (one sub-folder per class).")
+@click.option(
+    "--audit",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="audit.json of --data: adds its clean subset.",
+)
+@click.option("--out", required=True, type=FOLDER, help="Write trust_report.json and risk_coverage.png here.")
+@click.option(
+    "--abstain-threshold",
+    type=click.FloatRange(0, 1),
+    help="Report at this threshold instead of the model's.",
+)
+@user_errors
+def trust_command(
+    model: Path, data: Path, audit: Path | None, out: Path, abstain_threshold: float | None
+) -> None:
+    """Trust report of an exported MODEL (.tflite or .onnx), run through the runtime as deployed.
+
+    Accuracy against the share of scans answered (risk_coverage.png), the table at the model's abstention
+    threshold on --data and its clean subset, ECE, and the answers to the non-MRI image set.
+    """
+    from tumorscan.train.trust_report import format_trust_report, trust_report
+
+    report = trust_report(model, data, audit, out, abstain_threshold)
+    click.echo(format_trust_report(report), nl=False)
+    click.echo(f"Wrote trust_report.json and risk_coverage.png to {out}.")

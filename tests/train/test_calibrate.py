@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from tumorscan.export.keras_file import read_keras_spec
 from tumorscan.images import load_pixels
+from tumorscan.metadata import read_model_spec
 from tumorscan.train.calibrate import (
     choose_threshold,
     expected_calibration_error,
@@ -89,3 +90,30 @@ def test_calibrate_writes_a_model_that_carries_its_trust_entry(
     }
     assert (tmp_path / "reliability.png").stat().st_size > 1000
     assert Trust.from_spec(spec) is not None
+
+
+def test_trust_report_of_an_exported_model(
+    tiny_keras_model: Path, sample_train: Path, sample_test: Path, tmp_path: Path
+) -> None:
+    from tumorscan.export.exporter import ExportOptions, export_model
+    from tumorscan.export.formats import select_targets
+    from tumorscan.train.calibrate_cli import trust_command
+
+    run = CliRunner().invoke(
+        calibrate_command,
+        [str(tiny_keras_model), "--data", str(sample_train), "--out", str(tmp_path), "--val-split", "0.5"],
+    )
+    assert run.exit_code == 0, run.output
+    options = ExportOptions(
+        targets=select_targets("tflite", "int8"), out_dir=tmp_path / "export", calibration_root=sample_train
+    )
+    exported = export_model(tmp_path / "model.keras", options)
+    model = Path(exported.files[0].path)
+    assert read_model_spec(model).trust == read_keras_spec(tmp_path / "model.keras").trust  # type: ignore[union-attr]
+    args = [str(model), "--data", str(sample_test), "--out", str(tmp_path / "report")]
+    result = CliRunner().invoke(trust_command, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "report" / "trust_report.json").read_text(encoding="utf-8"))
+    table = report["tables"]["test"]
+    assert table["scans"] == 8 and 0 <= table["answered"] <= 8 and report["non_mri"]["images"] >= 30
+    assert "non-MRI images:" in result.output and (tmp_path / "report" / "risk_coverage.png").is_file()

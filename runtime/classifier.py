@@ -179,19 +179,27 @@ class Classifier:
         """Class probabilities for a batch of preprocessed pixels (N x H x W x 3 uint8, from `load_pixels`).
 
         Outputs are probabilities (exported graphs end in softmax), so only quantization noise is
-        removed: negatives clipped, each row renormalised to sum to 1.
+        removed: negatives clipped, each row renormalised to sum to 1. A trust entry's temperature is applied.
         """
-        scores = np.clip(self._backend.run(pixels), 0.0, None)
+        return self._probabilities_and_distance(pixels)[0]
+
+    def _probabilities_and_distance(
+        self, pixels: NDArray[np.uint8]
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32] | None]:
+        """`probabilities`, and the feature-distance ratios of a model exported with that output."""
+        raw, distance = self._backend.run_with_distance(pixels)
+        scores = np.clip(raw, 0.0, None)
         totals = scores.sum(axis=1, keepdims=True)
         uniform = np.full_like(scores, 1 / len(self.labels))
         probabilities: NDArray[np.float32] = np.divide(scores, totals, out=uniform, where=totals > 0)
-        return self.trust.calibrate(probabilities) if self.trust is not None else probabilities
+        return (self.trust.calibrate(probabilities) if self.trust else probabilities), distance
 
     def _predictions(self, sources: Sequence[str], pixels: NDArray[np.uint8]) -> list[Prediction]:
         """One Prediction per row of a pixel batch."""
-        probabilities = self.probabilities(pixels)
+        probabilities, distance = self._probabilities_and_distance(pixels)
         judge = None if self.abstention_unavailable else (self.trust or Trust())
-        reasons = judge.reasons(probabilities, pixels, self.abstain_threshold) if judge else None
+        far = None if distance is None else distance > 1
+        reasons = judge.reasons(probabilities, pixels, self.abstain_threshold, far) if judge else None
         results = []
         for index, (source, row) in enumerate(zip(sources, probabilities, strict=True)):
             best = int(np.argmax(row))

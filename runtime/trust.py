@@ -6,9 +6,10 @@ The entry is written by `tumor-calibrate` (or at the end of `tumor-train`) and t
 
 Probabilities are calibrated by temperature scaling on the exported probabilities, softmax(log p / T),
 which equals softmax(z / T) on the logits. A scan is answered when its calibrated confidence reaches the
-threshold and every input statistic lies in the range seen on the training scans; otherwise the
-prediction abstains with its reasons. Nothing here needs more than the model's probability output and the
-pixels from `load_pixels`, so it works for every exported format and backend.
+threshold, every input statistic lies in the range seen on the training scans and, for a model exported
+with the feature-distance output (`tumorscan.export.distance`), its distance ratio is at most 1; otherwise
+the prediction abstains with its reasons. The input checks need only the pixels from `load_pixels`, so they
+work for every exported format and backend.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from numpy.typing import NDArray
 from .errors import MetadataError
 from .spec import ModelSpec
 
+DISTANCE_OUTPUT = "training_distance"
+"""Name of the optional second output of an exported model: feature distance / threshold (column 0).
+Named to sort after "probabilities": TFLite orders a signature's outputs by name."""
 LOW_CONFIDENCE = "low_confidence"
 OUT_OF_DISTRIBUTION = "out_of_distribution"
 PROBABILITY_FLOOR = 1e-6
@@ -129,17 +133,23 @@ class Trust:
         return found
 
     def reasons(
-        self, probabilities: NDArray[np.float32], pixels: NDArray[np.uint8], threshold: float | None = None
+        self,
+        probabilities: NDArray[np.float32],
+        pixels: NDArray[np.uint8],
+        threshold: float | None = None,
+        far: NDArray[np.bool_] | None = None,
     ) -> list[tuple[str, ...]]:
         """Why each image is not answered (empty: answered), from calibrated probabilities and its pixels.
 
-        `threshold` overrides the spec's confidence threshold.
+        `threshold` overrides the spec's confidence threshold; `far` marks images whose feature distance
+        (the exported model's `training_distance` output) is above 1.
         """
         limit = self.threshold if threshold is None else threshold
         confidences = probabilities.max(axis=1)
+        distant = np.zeros(len(pixels), dtype=bool) if far is None else far
         results = []
-        for confidence, failed in zip(confidences, self.out_of_range(pixels), strict=True):
-            reasons = [OUT_OF_DISTRIBUTION] if failed else []
+        for confidence, failed, beyond in zip(confidences, self.out_of_range(pixels), distant, strict=True):
+            reasons = [OUT_OF_DISTRIBUTION] if failed or beyond else []
             if limit is not None and confidence < limit:
                 reasons.append(LOW_CONFIDENCE)
             results.append(tuple(reasons))

@@ -3,22 +3,30 @@
 The temperature minimises the negative log-likelihood of the validation scans (Guo et al. 2017); the
 threshold is the lowest calibrated confidence at which the answered validation scans are still at least
 `target_accuracy` right; each input statistic's accepted range is a central quantile range of the training
-scans. `tumor-train` calls `fit_trust` at the end of a run; `tumor-calibrate` does it for a saved `.keras`.
+scans; the feature distance (`tumorscan.export.distance`) is fitted on the training scans' penultimate
+features and its threshold passes `DISTANCE_SHARE` of the validation scans. `tumor-train` calls
+`calibrate_scans` at the end of a run; `tumor-calibrate` does it for a saved `.keras`.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from tumorscan.errors import MetadataError
-from tumorscan.trust import Trust, apply_temperature, input_statistics
+from tumorscan.errors import MetadataError, ModelError
+from tumorscan.export.distance import (
+    DISTANCE_ENTRY,
+    DistanceStats,
+    features_model,
+    fit_distance,
+)
+from tumorscan.trust import DISTANCE_OUTPUT, Trust, apply_temperature, input_statistics
 
 ECE_BINS = 15
 DEFAULT_TARGET_ACCURACY = 0.95
@@ -27,6 +35,8 @@ CHECK_QUANTILES = (0.001, 0.999)
 CHECK_MARGIN = (0.1, 0.02)
 """The accepted range is widened on both sides by this share of its width, and at least by the second value
 (statistics are in 0-1 units; training scans are exactly grey, and re-encoded scans may not be)."""
+DISTANCE_SHARE = 0.02
+"""Share of validation scans whose feature distance may exceed the threshold."""
 TEMPERATURE_RANGE = (0.05, 20.0)
 CHUNK = 256
 
@@ -152,6 +162,11 @@ class TrustFit:
     truth: NDArray[np.int32]
     before: NDArray[np.float32]
     after: NDArray[np.float32]
+    distance: DistanceStats | None = None
+
+    def archive_entries(self) -> dict[str, bytes]:
+        """What the `.keras` archive carries beside the spec: the feature-distance statistics."""
+        return {} if self.distance is None else {DISTANCE_ENTRY: self.distance.to_bytes()}
 
 
 def fit_trust(
@@ -160,6 +175,7 @@ def fit_trust(
     training_statistics: dict[str, NDArray[np.float32]],
     validation_pixels: NDArray[np.uint8],
     target_accuracy: float = DEFAULT_TARGET_ACCURACY,
+    far: NDArray[np.bool_] | None = None,
 ) -> TrustFit:
     """Fit temperature, threshold and input checks; measure them on the validation scans.
 
@@ -169,6 +185,7 @@ def fit_trust(
         training_statistics: `input_check_statistics` of the training scans.
         validation_pixels: the validation scans (for the share the input checks flag).
         target_accuracy: accuracy the answered validation scans must reach.
+        far: validation scans beyond the feature-distance threshold, if there is one.
     """
     temperature = fit_temperature(validation, truth)
     after = apply_temperature(validation, temperature)
@@ -176,6 +193,8 @@ def fit_trust(
     checks = fit_input_checks(training_statistics)
     trust = Trust(temperature, threshold, {k: (v[0], v[1]) for k, v in checks.items()})
     flagged = np.array([bool(r) for r in trust.out_of_range(validation_pixels)], dtype=bool)
+    if far is not None:
+        flagged |= far
     answered = (after.max(axis=1) >= threshold) & ~flagged
     measured = {
         "ece_bins": ECE_BINS,
@@ -226,6 +245,22 @@ def reliability_figure(fit: TrustFit, path: Path) -> None:
     save_png(figure, path)
 
 
+def _fit_distance(
+    model: Any, scans: Any, train_rows: NDArray[np.int64], val_rows: NDArray[np.int64]
+) -> tuple[DistanceStats, NDArray[np.float32]] | None:
+    """Feature-distance statistics from the training scans, threshold from the validation scans."""
+    try:
+        features = features_model(model)
+    except ModelError:
+        return None
+    fitted = fit_distance(
+        predict_in_batches(features, scans.pixels, train_rows), scans.label_ids[train_rows], len(scans.labels)
+    )
+    distances = fitted.distances(predict_in_batches(features, scans.pixels, val_rows))
+    threshold = float(np.quantile(distances, 1 - DISTANCE_SHARE))
+    return DistanceStats(fitted.means, fitted.whitening, round(threshold, 4)), distances
+
+
 def calibrate_scans(
     model: Any, scans: Any, train_rows: NDArray[np.int64], val_rows: NDArray[np.int64], target_accuracy: float
 ) -> TrustFit:
@@ -233,7 +268,20 @@ def calibrate_scans(
     probabilities = predict_in_batches(model, scans.pixels, val_rows)
     statistics = input_check_statistics(scans.pixels, train_rows)
     validation_pixels = np.asarray(scans.pixels[val_rows])
-    return fit_trust(probabilities, scans.label_ids[val_rows], statistics, validation_pixels, target_accuracy)
+    distance = _fit_distance(model, scans, train_rows, val_rows)
+    far = None if distance is None else distance[1] > distance[0].threshold
+    fit = fit_trust(
+        probabilities, scans.label_ids[val_rows], statistics, validation_pixels, target_accuracy, far
+    )
+    if distance is None:
+        return fit
+    fit.entry["feature_distance"] = {
+        "output": DISTANCE_OUTPUT,
+        "threshold": distance[0].threshold,
+        "validation_share": DISTANCE_SHARE,
+        "features": int(distance[0].means.shape[1]),
+    }
+    return replace(fit, distance=distance[0])
 
 
 def write_trust_report(fit: TrustFit, out: Path) -> list[Path]:
@@ -284,6 +332,6 @@ def calibrate_keras(
     train_rows, val_rows = stratified_split(scans.label_ids, val_split, seed, spec.labels)
     fit = calibrate_scans(model, scans, train_rows, val_rows, target_accuracy)
     fit.entry["fitted_on"] = {"data": str(data), "val_split": val_split, "seed": seed}
-    copy_with_spec(model_path, out / "model.keras", spec.with_updates(trust=fit.entry))
+    copy_with_spec(model_path, out / "model.keras", spec.with_updates(trust=fit.entry), fit.archive_entries())
     write_trust_report(fit, out)
     return fit

@@ -554,7 +554,7 @@ def train(config: TrainConfig, echo: bool = True, progress: bool = True) -> Trai
         trust=trust.entry,
     )
     begun = time.time()
-    save_keras(final, out / "model.keras", spec)
+    save_keras(final, out / "model.keras", spec, trust.archive_entries())
     timings["save_seconds"] = round(time.time() - begun, 2)
     timings["total_seconds"] = round(time.time() - started, 2)
     epochs_run = int(state["epoch"]) + 1

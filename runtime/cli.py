@@ -124,10 +124,10 @@ def _summary(results: Sequence[Result], classifier: Classifier, seconds: float) 
     line = f"{len(results)} scans: {len(results) - failed} predicted, {failed} failed"
     if failures:
         line += " (" + ", ".join(f"{code}: {count}" for code, count in sorted(failures.items())) + ")"
-    abstained = sum(1 for r in results if isinstance(r, Prediction) and r.abstain)
     note = classifier.abstention_unavailable
-    line += f"; {note}" if note else f", {abstained} abstained"
-    return f"{line} in {seconds:.1f} s with {classifier.identity}"
+    if note is None:
+        line += f", {sum(1 for r in results if isinstance(r, Prediction) and r.abstain)} abstained"
+    return f"{line} in {seconds:.1f} s with {classifier.identity}" + (f"\n{note}" if note else "")
 
 
 def _classify(classifier: Classifier, paths: list[Path], show_progress: bool) -> list[Result]:
@@ -145,7 +145,7 @@ def _write_heatmaps(classifier: Classifier, results: Sequence[Result], folder: P
         if isinstance(result, Prediction):
             pixels = load_pixels(result.source, classifier.spec.input.size)
             heat = classifier.explain(pixels, result.label)
-            name = f"{written:04d}_{Path(result.source).stem}.png"
+            name = f"{written:04d}_{Path(result.source).parent.name}_{Path(result.source).stem}.png"
             write_overlay(folder / name, pixels, heat)
             written += 1
     seconds = time.perf_counter() - started

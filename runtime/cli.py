@@ -127,7 +127,7 @@ def _summary(results: Sequence[Result], classifier: Classifier, seconds: float) 
     note = classifier.abstention_unavailable
     if note is None:
         line += f", {sum(1 for r in results if isinstance(r, Prediction) and r.abstain)} abstained"
-    return f"{line} in {seconds:.1f} s with {classifier.identity}" + (f"\n{note}" if note else "")
+    return f"{line} in {seconds:.1f} s with {classifier.identity}" + (f"; {note}" if note else "")
 
 
 def _classify(classifier: Classifier, paths: list[Path], show_progress: bool) -> list[Result]:

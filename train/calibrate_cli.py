@@ -55,7 +55,7 @@ def calibrate_command(
         f"temperature {entry['temperature']}, threshold {entry['threshold']:.4f}; validation ECE "
         f"{measured['ece_before']:.4f} -> {measured['ece_after']:.4f}, NLL {measured['nll_before']:.4f} -> "
         f"{measured['nll_after']:.4f}; answered {measured['coverage']:.1%} at accuracy "
-        f"{measured['accuracy_answered'] or 0:.1%}; input checks flag "
+        f"{measured['accuracy_answered'] or 0:.1%}; out-of-distribution checks flag "
         f"{measured['flagged_out_of_distribution']:.1%} of validation scans"
     )
     click.echo(f"Wrote model.keras, trust.json and reliability.png to {out}.")

@@ -1,10 +1,11 @@
 """Fitting a model's trust entry (`tumorscan.trust`): temperature, abstention threshold, input checks.
 
 The temperature minimises the negative log-likelihood of the validation scans (Guo et al. 2017); the
-threshold is the lowest calibrated confidence at which the answered validation scans are still at least
-`target_accuracy` right; each input statistic's accepted range is a central quantile range of the training
-scans; the feature distance (`tumorscan.export.distance`) is fitted on the training scans' penultimate
-features and its threshold passes `DISTANCE_SHARE` of the validation scans. `tumor-train` calls
+threshold is the lowest calibrated confidence at which the answered validation scans (those the
+out-of-distribution checks pass) are still at least `target_accuracy` right; each input statistic's accepted
+range is a central quantile range of the training scans; the feature distance (`tumorscan.export.distance`) is
+fitted on the training scans' penultimate features, and its threshold leaves `DISTANCE_SHARE` of the
+validation scans beyond it. `tumor-train` calls
 `calibrate_scans` at the end of a run; `tumor-calibrate` does it for a saved `.keras`.
 """
 
@@ -189,12 +190,12 @@ def fit_trust(
     """
     temperature = fit_temperature(validation, truth)
     after = apply_temperature(validation, temperature)
-    threshold = choose_threshold(after, truth, target_accuracy)
     checks = fit_input_checks(training_statistics)
-    trust = Trust(temperature, threshold, {k: (v[0], v[1]) for k, v in checks.items()})
+    trust = Trust(input_checks={k: (v[0], v[1]) for k, v in checks.items()})
     flagged = np.array([bool(r) for r in trust.out_of_range(validation_pixels)], dtype=bool)
     if far is not None:
         flagged |= far
+    threshold = choose_threshold(after[~flagged], truth[~flagged], target_accuracy)  # of what is left
     answered = (after.max(axis=1) >= threshold) & ~flagged
     measured = {
         "ece_bins": ECE_BINS,

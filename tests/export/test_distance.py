@@ -17,7 +17,7 @@ from tumorscan.export.distance import (
     read_distance,
     with_distance_output,
 )
-from tumorscan.export.exporter import ExportOptions, export_model
+from tumorscan.export.exporter import ExportOptions, ExportReport, export_model
 from tumorscan.export.formats import select_targets
 from tumorscan.export.keras_file import load_keras
 from tumorscan.images import load_pixels
@@ -36,15 +36,28 @@ def calibrated(tiny_keras_model: Path, sample_train: Path, tmp_path_factory: pyt
 
 
 @pytest.fixture(scope="module")
-def exports(
-    calibrated: Path, sample_train: Path, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, Path]:
-    """The calibrated tiny model as int8 TFLite and fp32 and int8 ONNX."""
+def exported(
+    calibrated: Path, sample_train: Path, sample_test: Path, tmp_path_factory: pytest.TempPathFactory
+) -> ExportReport:
+    """The calibrated tiny model as int8 TFLite, fp32 and int8 ONNX, with parity on the sample test scans."""
     targets = select_targets(["tflite", "onnx"], ["int8"]) + select_targets("onnx", "fp32")
+    out = tmp_path_factory.mktemp("out")
     options = ExportOptions(
-        targets=targets, out_dir=tmp_path_factory.mktemp("out"), calibration_root=sample_train
+        targets=targets, out_dir=out, calibration_root=sample_train, parity_data=sample_test
     )
-    return {file.target: Path(file.path) for file in export_model(calibrated, options).files}
+    return export_model(calibrated, options)
+
+
+@pytest.fixture(scope="module")
+def exports(exported: ExportReport) -> dict[str, Path]:
+    """Exported file per target."""
+    return {file.target: Path(file.path) for file in exported.files}
+
+
+def test_parity_compares_what_the_runtime_reports(exported: ExportReport) -> None:
+    assert exported.parity is not None
+    float_export = next(p for p in exported.parity.exports if p.quantization == "fp32")
+    assert float_export.subsets["all"].max_abs_diff < 1e-4  # the temperature is applied on both sides
 
 
 def test_distance_is_the_mahalanobis_distance_to_the_nearest_class() -> None:

@@ -86,8 +86,8 @@ def _io_quantization(model_bytes: bytes) -> dict[str, Any]:
 
     interpreter = Interpreter(model_content=model_bytes)
     summary: dict[str, Any] = {}
-    outputs = sorted(interpreter.get_output_details(), key=lambda detail: -int(detail["shape"][-1]))
-    for role, detail in (("input", interpreter.get_input_details()[0]), ("output", outputs[0])):
+    inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+    for role, detail in (("input", inputs[0]), ("output", outputs[0])):  # output 0: the probabilities
         summary[f"{role}_dtype"] = detail["dtype"].__name__
         scale, zero_point = detail["quantization"]
         if scale:

@@ -27,6 +27,7 @@ from tumorscan.files import atomic_write_text
 from tumorscan.folders import refuse_split_roots
 from tumorscan.metadata import read_model_spec
 from tumorscan.spec import InputSpec, ModelSpec
+from tumorscan.train.distance import read_distance, with_distance_output
 from tumorscan.train.keras_file import file_sha256, load_keras, read_keras_spec
 
 from .formats import CALIBRATION_METHODS, ExportJob, ExportTarget, parse_names
@@ -350,11 +351,13 @@ def export_model(
         calibration.write_manifest(options.out_dir / f"{stem}-calibration.json")
     source_size = model_path.stat().st_size
     spec = spec.with_updates(source_sha256=file_sha256(model_path), provenance=provenance())
+    distance = read_distance(model_path) if own_spec is not None and own_spec.trust else None
+    exported_model = prepared if distance is None else with_distance_output(prepared, distance, source)
     files = tuple(
         _write_timed(
             ExportJob(
                 target=target,
-                model=prepared,
+                model=exported_model,
                 spec=spec,
                 path=target.output_path(options.out_dir, stem),
                 calibration=calibration,

@@ -16,12 +16,12 @@ from tumorscan.errors import ModelError
 from tumorscan.files import atomic_write_bytes
 from tumorscan.integrity import onnx_integrity
 from tumorscan.spec import METADATA_KEY, ModelSpec
+from tumorscan.train.distance import named_outputs
 
 from .formats import ExportJob, import_optional
 
 OPSET = 17
 INPUT_NAME = "pixels"
-OUTPUT_NAME = "probabilities"
 BATCH_DIMENSION = "batch"
 
 
@@ -31,9 +31,7 @@ def _fp32_proto(job: ExportJob) -> Any:
     tf2onnx = import_optional("tf2onnx", "Exporting ONNX models")
     model = job.model
     signature = [tf.TensorSpec((None, *job.spec.input.size, 3), tf.float32, name=INPUT_NAME)]
-    function = tf.function(
-        lambda pixels: {OUTPUT_NAME: model(pixels, training=False)}, input_signature=signature
-    )
+    function = tf.function(lambda pixels: named_outputs(model, pixels), input_signature=signature)
     try:
         proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=OPSET)
     except Exception as exc:  # tf2onnx raises assorted errors for unsupported ops

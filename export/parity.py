@@ -325,11 +325,13 @@ def measure_parity(
     results = []
     for path, classifier in zip(exported, classifiers, strict=True):
         probabilities = in_batches(classifier.probabilities, pixels)
+        # compare what the runtime reports: the original's probabilities with the file's temperature
+        expected = classifier.trust.calibrate(reference) if classifier.trust else reference
         by_subset = {}
         for name, subset_rows in subsets.items():
             index = np.array([position[row] for row in subset_rows], dtype=np.int64)
             by_subset[name] = compare_probabilities(
-                reference[index],
+                expected[index],
                 probabilities[index],
                 scans.label_ids[subset_rows],
                 spec.labels,

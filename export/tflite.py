@@ -16,6 +16,8 @@ from tumorscan.errors import ModelError
 from tumorscan.files import atomic_write_bytes
 from tumorscan.metadata import embed_tflite_metadata
 from tumorscan.spec import ModelSpec
+from tumorscan.train.distance import named_outputs
+from tumorscan.trust import DISTANCE_OUTPUT
 
 from .formats import ExportJob, import_optional
 from .tflite_metadata import add_standard_metadata
@@ -31,7 +33,11 @@ def _converter(job: ExportJob) -> Any:
     # The converter finds the weights through the tracked tf.Variables under each Keras variable.
     module.tracked_variables = [variable.value for variable in model.weights]
     signature = [tf.TensorSpec((1, *job.spec.input.size, 3), tf.float32, name=INPUT_NAME)]
-    module.serve = tf.function(lambda pixels: model(pixels, training=False), input_signature=signature)
+
+    def serve(pixels: Any) -> Any:  # two outputs by name (probabilities first), one as a plain tensor
+        return named_outputs(model, pixels) if len(model.outputs) > 1 else model(pixels, training=False)
+
+    module.serve = tf.function(serve, input_signature=signature)
     return tf.lite.TFLiteConverter.from_concrete_functions([module.serve.get_concrete_function()], module)
 
 
@@ -47,7 +53,24 @@ def _convert(job: ExportJob, converter: Any) -> bytes:
         model_bytes: bytes = converter.convert()
     except Exception as exc:  # the converter raises ConverterError, RuntimeError, ValueError...
         raise ModelError(f"{job.path.name}: TFLite conversion failed ({exc}).") from exc
-    return model_bytes
+    return _probabilities_first(model_bytes)
+
+
+def _probabilities_first(model_bytes: bytes) -> bytes:
+    """Make the class probabilities output 0 of a two-output model (the converter picks its own order).
+
+    MediaPipe's ImageClassifier reads every output as a classification head, in order.
+    """
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
+    subgraph, signatures = model.subgraphs[0], model.signatureDefs or []
+    named = {o.name.decode(): o.tensorIndex for signature in signatures for o in signature.outputs}
+    if len(subgraph.outputs) != 2 or DISTANCE_OUTPUT not in named:
+        return model_bytes
+    distance = named[DISTANCE_OUTPUT]
+    subgraph.outputs = [index for index in subgraph.outputs if index != distance] + [distance]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def _with_metadata(model_bytes: bytes, spec: ModelSpec, source: Path) -> bytes:
@@ -71,10 +94,8 @@ def _io_quantization(model_bytes: bytes) -> dict[str, Any]:
 
     interpreter = Interpreter(model_content=model_bytes)
     summary: dict[str, Any] = {}
-    for role, (detail,) in (
-        ("input", interpreter.get_input_details()),
-        ("output", interpreter.get_output_details()),
-    ):
+    inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+    for role, detail in (("input", inputs[0]), ("output", outputs[0])):  # output 0: the probabilities
         summary[f"{role}_dtype"] = detail["dtype"].__name__
         scale, zero_point = detail["quantization"]
         if scale:

@@ -21,10 +21,12 @@ from numpy.typing import NDArray
 
 from .backends import Backend, TensorInfo, choose_backend, open_backend
 from .errors import ModelError, TumorscanError, UnexpectedError
+from .explain import occlusion_map
 from .images import ImageSource, describe_source, load_pixels
 from .integrity import verify_integrity
 from .metadata import read_model_file, spec_from_text
 from .spec import ModelSpec
+from .trust import Trust, unavailable_note
 
 SHA256_SHORT = 12
 DEFAULT_BATCH_SIZE = 16
@@ -61,6 +63,10 @@ class Prediction:
     probabilities: Mapping[str, float]
     """Probability per label, in the model's label order (read-only)."""
     model: ModelIdentity
+    abstain: bool | None = None
+    """True when the model does not vouch for this answer; None when the model cannot abstain."""
+    reasons: tuple[str, ...] = ()
+    """Why it abstains: `low_confidence`, `out_of_distribution` (see `tumorscan.trust`)."""
 
     def top(self, k: int) -> list[tuple[str, float]]:
         """The k most probable (label, probability) pairs, most probable first."""
@@ -74,7 +80,10 @@ class Prediction:
             "label": self.label,
             "confidence": self.confidence,
             "probabilities": dict(self.probabilities),
+            "abstain": self.abstain,
         }
+        if self.abstain:
+            record["reasons"] = list(self.reasons)
         if top_k is not None:
             record["top"] = [{"label": label, "probability": p} for label, p in self.top(top_k)]
         return record
@@ -126,6 +135,9 @@ class Classifier:
         self.spec = spec
         self.identity = identity
         self._backend = backend
+        self.trust = Trust.from_spec(spec, identity.file)
+        self.abstain_threshold: float | None = None
+        """Overrides the spec's confidence threshold (and enables abstention on a model without one)."""
 
     @classmethod
     def load(cls, path: str | Path, backend: str | None = None, num_threads: int | None = None) -> Classifier:
@@ -167,23 +179,40 @@ class Classifier:
         """The class labels, in output order."""
         return self.spec.labels
 
+    @property
+    def abstention_unavailable(self) -> str | None:
+        """Why this model cannot abstain (no trust entry and no threshold given), else None."""
+        if self.trust is None and self.abstain_threshold is None:
+            return unavailable_note(self.identity.file)
+        return None
+
     def probabilities(self, pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
         """Class probabilities for a batch of preprocessed pixels (N x H x W x 3 uint8, from `load_pixels`).
 
         Outputs are probabilities (exported graphs end in softmax), so only quantization noise is
-        removed: negatives clipped, each row renormalised to sum to 1.
+        removed: negatives clipped, each row renormalised to sum to 1. A trust entry's temperature is applied.
         """
-        scores = np.clip(self._backend.run(pixels), 0.0, None)
+        return self._probabilities_and_distance(pixels)[0]
+
+    def _probabilities_and_distance(
+        self, pixels: NDArray[np.uint8]
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32] | None]:
+        """`probabilities`, and the feature-distance ratios of a model exported with that output."""
+        raw, distance = self._backend.run_with_distance(pixels)
+        scores = np.clip(raw, 0.0, None)
         totals = scores.sum(axis=1, keepdims=True)
         uniform = np.full_like(scores, 1 / len(self.labels))
         probabilities: NDArray[np.float32] = np.divide(scores, totals, out=uniform, where=totals > 0)
-        return probabilities
+        return (self.trust.calibrate(probabilities) if self.trust else probabilities), distance
 
     def _predictions(self, sources: Sequence[str], pixels: NDArray[np.uint8]) -> list[Prediction]:
         """One Prediction per row of a pixel batch."""
-        probabilities = self.probabilities(pixels)
+        probabilities, distance = self._probabilities_and_distance(pixels)
+        judge = None if self.abstention_unavailable else (self.trust or Trust())
+        far = None if distance is None else distance > 1
+        reasons = judge.reasons(probabilities, pixels, self.abstain_threshold, far) if judge else None
         results = []
-        for source, row in zip(sources, probabilities, strict=True):
+        for index, (source, row) in enumerate(zip(sources, probabilities, strict=True)):
             best = int(np.argmax(row))
             results.append(
                 Prediction(
@@ -194,6 +223,8 @@ class Classifier:
                         {label: float(p) for label, p in zip(self.labels, row, strict=True)}
                     ),
                     model=self.identity,
+                    abstain=None if reasons is None else bool(reasons[index]),
+                    reasons=() if reasons is None else reasons[index],
                 )
             )
         return results
@@ -219,6 +250,24 @@ class Classifier:
         """
         name = describe_source(source)
         return self._predictions([name], self._pixels(source, name)[np.newaxis])[0]
+
+    def explain(self, source: ImageSource, label: str | None = None) -> NDArray[np.float32]:
+        """Occlusion-sensitivity map (model input size, see `tumorscan.explain`) of `label` for one scan.
+
+        Args:
+            source: the scan.
+            label: the class explained; default: the predicted one.
+
+        Raises:
+            ImageError: the scan cannot be read.
+            ValueError: `label` is not one of the model's labels.
+        """
+        pixels = load_pixels(source, self.spec.input.size)
+        if label is not None and label not in self.labels:
+            raise ValueError(f"unknown label {label!r}; the model knows {', '.join(self.labels)}.")
+        scores = self._backend.run
+        target = self.labels.index(label) if label else int(np.argmax(scores(pixels[np.newaxis])[0]))
+        return occlusion_map(scores, pixels, target)
 
     def iter_predictions(
         self, sources: Iterable[ImageSource], batch_size: int = DEFAULT_BATCH_SIZE

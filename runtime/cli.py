@@ -22,8 +22,10 @@ from .backends import BACKENDS
 from .classifier import Classifier, Prediction, PredictionError, Result
 from .cli_support import user_errors
 from .errors import TumorscanError
+from .explain import write_overlay
 from .files import atomic_text_writer, output_target
 from .folders import Skipped, walk_scans
+from .images import load_pixels
 from .models import default_model_path
 
 PROGRESS_THRESHOLD = 20
@@ -83,12 +85,17 @@ def _record(result: Result, top_k: int, model: str) -> dict[str, object]:
     return {**result.to_dict(top_k), "model": model}
 
 
+def _abstain_mark(prediction: Prediction) -> str:
+    """' ABSTAIN (reasons)' after the confidence of an abstained answer, else nothing."""
+    return f" ABSTAIN ({', '.join(prediction.reasons)})" if prediction.abstain else ""
+
+
 def _table(results: Sequence[Result], top_k: int) -> str:
     header = ["SCAN", "LABEL", "CONFIDENCE"] + (["NEXT MOST LIKELY"] if top_k > 1 else [])
     rows = [header]
     for result in results:
         if isinstance(result, Prediction):
-            row = [result.source, result.label, f"{result.confidence:.3f}"]
+            row = [result.source, result.label, f"{result.confidence:.3f}" + _abstain_mark(result)]
             if top_k > 1:
                 row.append(", ".join(f"{label} {p:.3f}" for label, p in result.top(top_k)[1:]))
         else:
@@ -112,7 +119,7 @@ def _csv_line(values: Sequence[object]) -> str:
 
 def _csv_columns(labels: Sequence[str]) -> list[str]:
     columns = ["source", "status", "label", "confidence", "top", *(f"p_{label}" for label in labels)]
-    return [*columns, "error_code", "error_message", "model"]
+    return [*columns, "abstain", "reasons", "error_code", "error_message", "model"]
 
 
 def _csv_row(result: Result, top_k: int, columns: Sequence[str], model: str) -> str:
@@ -121,6 +128,7 @@ def _csv_row(result: Result, top_k: int, columns: Sequence[str], model: str) -> 
         row.update(status="ok", label=result.label, confidence=f"{result.confidence:.6f}")
         row["top"] = ";".join(f"{label}:{p:.6f}" for label, p in result.top(top_k))
         row.update({f"p_{label}": f"{p:.6f}" for label, p in result.probabilities.items()})
+        row.update(abstain=result.abstain, reasons=";".join(result.reasons))
     else:
         row.update(status="error", error_code=result.code, error_message=result.message)
     return _csv_line([row.get(column, "") for column in columns])
@@ -159,7 +167,10 @@ def _summary(results: Sequence[Result], classifier: Classifier, seconds: float) 
     line = f"{len(results)} scans: {len(results) - failed} predicted, {failed} failed"
     if failures:
         line += " (" + ", ".join(f"{code}: {count}" for code, count in sorted(failures.items())) + ")"
-    return f"{line} in {seconds:.1f} s with {classifier.identity}"
+    note = classifier.abstention_unavailable
+    if note is None:
+        line += f", {sum(1 for r in results if isinstance(r, Prediction) and r.abstain)} abstained"
+    return f"{line} in {seconds:.1f} s with {classifier.identity}" + (f"; {note}" if note else "")
 
 
 @contextlib.contextmanager
@@ -176,6 +187,20 @@ def _sink(output: Path | None) -> contextlib.AbstractContextManager[TextIO]:
     if output is None or str(output) == "-":
         return contextlib.nullcontext(sys.stdout)
     return atomic_text_writer(output)
+
+
+def _write_heatmaps(classifier: Classifier, results: Sequence[Result], folder: Path) -> str:
+    """One occlusion heatmap PNG per classified scan in `folder`; returns the summary line."""
+    started, written = time.perf_counter(), 0
+    for result in results:
+        if isinstance(result, Prediction):
+            pixels = load_pixels(result.source, classifier.spec.input.size)
+            heat = classifier.explain(pixels, result.label)
+            name = f"{written:04d}_{Path(result.source).parent.name}_{Path(result.source).stem}.png"
+            write_overlay(folder / name, pixels, heat)
+            written += 1
+    seconds = time.perf_counter() - started
+    return f"heatmaps: {written} written to {folder} ({seconds / max(written, 1):.2f} s per scan)"
 
 
 def _load(model: Path | None, backend: str | None, threads: int | None) -> Classifier:
@@ -206,6 +231,16 @@ def _load(model: Path | None, backend: str | None, threads: int | None) -> Class
     help="Write results to this file ('-': standard output). A symbolic link is written through.",
 )
 @click.option(
+    "--abstain-threshold",
+    type=click.FloatRange(0, 1),
+    help="Abstain below this calibrated confidence (default: the threshold stored in the model).",
+)
+@click.option(
+    "--explain",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write a heatmap PNG per scan here: where the model looks (occlusion; seconds per scan).",
+)
+@click.option(
     "--progress/--no-progress", default=None, help="Progress bar on stderr (default: when many scans)."
 )
 @user_errors
@@ -217,6 +252,8 @@ def infer_command(
     top_k: int,
     output_format: str | None,
     output: Path | None,
+    abstain_threshold: float | None,
+    explain: Path | None,
     progress: bool | None,
 ) -> None:
     """Classify SCANS (files, folders searched recursively, or quoted glob patterns such as 'scans/**/*.png').
@@ -238,6 +275,7 @@ def infer_command(
     if not items:
         raise click.UsageError("no scans matched the given files, folders or patterns.")
     classifier = _load(model, backend, threads)
+    classifier.abstain_threshold = abstain_threshold
     many = len(items) >= PROGRESS_THRESHOLD and sys.stderr.isatty()
     show_progress = many if progress is None else progress
     started = time.perf_counter()
@@ -250,5 +288,7 @@ def infer_command(
     if to_file:
         click.echo(f"wrote {output}", err=True)
     click.echo(summary, err=output_format != "table" or to_file)
+    if explain is not None:
+        click.echo(_write_heatmaps(classifier, done, explain), err=True)
     if any(not isinstance(result, Prediction) for result in done):
         sys.exit(1)

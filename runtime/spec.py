@@ -60,6 +60,8 @@ class ModelSpec:
     spec_version: int = SPEC_VERSION
     integrity: dict[str, Any] | None = field(default=None, compare=False)
     """Hash of the model content this spec describes (`tumorscan.integrity`); set when embedded."""
+    trust: dict[str, Any] | None = None
+    """Temperature, abstention threshold and input-check ranges (`tumorscan.trust`); optional."""
 
     def with_updates(self, **changes: Any) -> ModelSpec:
         """Return a copy with some fields replaced."""
@@ -94,6 +96,7 @@ class ModelSpec:
                 provenance=dict(data.get("provenance") or {}),
                 spec_version=version,
                 integrity=data.get("integrity"),
+                trust=data.get("trust"),
             )
         except MetadataError:
             raise
@@ -196,6 +199,7 @@ SPEC_SCHEMA: dict[str, Rule] = {
     "provenance": Rule((dict, type(None))),
     "spec_version": Rule((int,)),
     "integrity": Rule((dict, type(None)), check=_check_object(INTEGRITY_SCHEMA)),
+    "trust": Rule((dict, type(None))),
 }
 """The known metadata fields. A new optional field needs one line here (and one in ModelSpec)."""
 

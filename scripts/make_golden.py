@@ -18,6 +18,7 @@ from tumorscan.folders import scan_dataset
 from tumorscan.images import load_pixels
 from tumorscan.metadata import read_model_spec
 from tumorscan.train.keras_file import file_sha256, load_keras, require_keras_spec
+from tumorscan.trust import Trust
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "tests" / "data" / "mri"
@@ -37,6 +38,8 @@ def main() -> None:
     scans = [scan for split in ("train", "test") for scan in scan_dataset(SAMPLES / split, spec.labels)]
     pixels = np.stack([load_pixels(scan.path, spec.input.size) for scan in scans])
     probabilities = keras_probabilities(load_keras(args.original), pixels)
+    trust = Trust.from_spec(spec)
+    probabilities = trust.calibrate(probabilities) if trust else probabilities  # what the runtime reports
     golden = {
         "original_sha256": sha256,
         "labels": list(spec.labels),

@@ -99,8 +99,9 @@ FOLDER = click.Path(path_type=Path, file_okay=False)
 def train_command(size: int, **options: Any) -> None:
     """Train a classifier on a class-folder dataset and save the best model with its spec.
 
-    Validation is carved from --data (stratified, seeded). The run folder gets model.keras,
-    history.json, report.json/.txt, confusion_matrix.png, learning_curves.png, train.log and run.json.
+    Validation is carved from --data (stratified, seeded). The run folder gets model.keras (calibrated on
+    validation, see tumor-calibrate), history.json, report.json/.txt, confusion_matrix.png,
+    learning_curves.png, trust.json, reliability.png, train.log and run.json.
     """
     if options["resume"] and options["force"]:
         raise click.UsageError("--resume and --force exclude each other.")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +48,34 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_keras(model: Any, path: Path, spec: ModelSpec) -> None:
-    """Save `model` to `path` (atomically) with `spec` stored inside the archive."""
+def save_keras(model: Any, path: Path, spec: ModelSpec, extra: Mapping[str, bytes] | None = None) -> None:
+    """Save `model` to `path` (atomically) with `spec` (and `extra` entries) stored inside the archive."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial.keras")
     model.save(partial)
     with zipfile.ZipFile(partial, "a") as archive:
         archive.writestr(SPEC_ENTRY, spec.to_json())
+        for name, content in (extra or {}).items():
+            archive.writestr(name, content)
+    partial.replace(path)
+
+
+def copy_with_spec(
+    source: Path, path: Path, spec: ModelSpec, extra: Mapping[str, bytes] | None = None
+) -> None:
+    """Copy the `.keras` archive `source` to `path` (atomically), its spec (and `extra` entries) replaced."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial.keras")
+    try:
+        with zipfile.ZipFile(source) as original, zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as copy:
+            replaced = {SPEC_ENTRY: spec.to_json().encode(), **(extra or {})}
+            for item in original.infolist():
+                if item.filename not in replaced:
+                    copy.writestr(item, original.read(item.filename))
+            for name, content in replaced.items():
+                copy.writestr(name, content)
+    except zipfile.BadZipFile as exc:
+        raise ModelError(f"{source}: not a .keras archive ({exc}).") from exc
     partial.replace(path)
 
 

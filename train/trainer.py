@@ -7,6 +7,7 @@ A run folder holds:
     audit/                 the audit of the data (tumor-audit's files)
     confusion_matrix.png   one panel per report
     learning_curves.png    loss and accuracy per epoch
+    trust.json, reliability.png  temperature, abstention threshold, input checks (also in the spec)
     train.log, run.json    arguments, dataset counts, unreadable scans, timings, versions
     checkpoints/           last.keras (with optimizer state), best.keras, state.json: what --resume needs
 """
@@ -33,6 +34,7 @@ from tumorscan.files import atomic_write_text
 from tumorscan.folders import refuse_split_roots
 from tumorscan.spec import InputSpec, ModelSpec
 from tumorscan.train.augment import AUGMENTATIONS, make_augmenter
+from tumorscan.train.calibrate import DEFAULT_TARGET_ACCURACY, calibrate_scans, write_trust_report
 from tumorscan.train.data import CachedScans, default_cache_dir, load_dataset, make_dataset, stratified_split
 from tumorscan.train.keras_file import save_keras
 from tumorscan.train.reporting import model_report, write_reports
@@ -563,14 +565,21 @@ def train(config: TrainConfig, echo: bool = True, progress: bool = True) -> Trai
         "monitor": {config.monitor: state["best"]},
         "accuracy": {name: report["accuracy"] for name, report in reports.items()},
     }
+    final = pipeline.finalize(best)
+    trust = calibrate_scans(
+        final, data.sources["train"], data.train_rows, data.val_rows, DEFAULT_TARGET_ACCURACY
+    )
+    write_trust_report(trust, out)
+    log(f"calibration: {json.dumps(trust.entry['validation'])}")
     spec = ModelSpec(
         labels=data.labels,
         input=InputSpec(*config.size, normalization=architecture.normalization),
         architecture=config.arch,
         provenance=provenance,
+        trust=trust.entry,
     )
     begun = time.time()
-    save_keras(pipeline.finalize(best), out / "model.keras", spec)
+    save_keras(final, out / "model.keras", spec, trust.archive_entries())
     timings["save_seconds"] = round(time.time() - begun, 2)
     timings["total_seconds"] = round(time.time() - started, 2)
     epochs_run = int(state["epoch"]) + 1

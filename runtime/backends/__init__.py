@@ -1,7 +1,8 @@
 """Inference backends: one module per runtime, chosen by the model's file type and what is installed.
 
-Every backend turns N x H x W x 3 uint8 pixels into N x K float class scores. Quantized tensors are
-converted by `to_model_input` and `to_scores`, from each tensor's own scale and zero point.
+Every backend turns N x H x W x 3 uint8 pixels into N x K float class scores, and, for a model exported
+with the feature-distance head (`tumorscan.trust`), N distance ratios. Quantized tensors are converted by
+`to_model_input` and `to_scores`, from each tensor's own scale and zero point.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import MissingDependencyError, ModelError, TumorscanError
+from ..trust import DISTANCE_OUTPUT
 
 
 class UnknownBackendError(TumorscanError):
@@ -44,12 +46,19 @@ class Backend(Protocol):
     name: str
     input: TensorInfo
     output: TensorInfo
+    distance: TensorInfo | None
+    """The optional second output, (N, 1) feature-distance ratios."""
 
     def metadata(self) -> str | bytes | None:
         """The embedded tumorscan spec JSON, or None when the file has none."""
 
     def run(self, pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
         """N x H x W x 3 uint8 pixels -> N x K float scores (dequantized)."""
+
+    def run_with_distance(
+        self, pixels: NDArray[np.uint8]
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32] | None]:
+        """Scores and, when the model has that output, N distance ratios (dequantized)."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +138,21 @@ def to_model_input(pixels: NDArray[np.uint8], tensor: TensorInfo, source: str) -
     if np.issubdtype(tensor.dtype, np.floating) or tensor.dtype == np.uint8:
         return pixels.astype(tensor.dtype)
     raise ModelError(f"{source}: input type {tensor.dtype} without quantization parameters is not supported.")
+
+
+def split_outputs(names: list[str], source: str) -> tuple[int, int | None]:
+    """Positions of the class scores and of the optional distance output among a model's outputs.
+
+    The distance output is the one named `training_distance`, else the second one.
+    """
+    if not 1 <= len(names) <= 2:
+        raise ModelError(
+            f"{source}: expected class scores and at most one distance output, found {len(names)} outputs."
+        )
+    if len(names) == 1:
+        return 0, None
+    distance = names.index(DISTANCE_OUTPUT) if DISTANCE_OUTPUT in names else 1
+    return 1 - distance, distance
 
 
 def to_scores(raw: NDArray[np.generic], tensor: TensorInfo) -> NDArray[np.float32]:

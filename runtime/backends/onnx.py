@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 from ..errors import ModelError
 from ..metadata import onnx_session
 from ..spec import METADATA_KEY
-from . import TensorInfo, to_model_input, to_scores
+from . import TensorInfo, split_outputs, to_model_input, to_scores
 
 ONNX_TYPES = {
     "tensor(float)": np.float32,
@@ -40,12 +40,13 @@ class OnnxBackend:
         self._source = source
         self._session = onnx_session(content, source, num_threads=num_threads)
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise ModelError(
-                f"{source}: expected one input and one output tensor, found {len(inputs)} and {len(outputs)}."
-            )
-        self._input_name, self._output_name = inputs[0].name, outputs[0].name
-        self.input, self.output = _tensor_info(inputs[0], source), _tensor_info(outputs[0], source)
+        if len(inputs) != 1:
+            raise ModelError(f"{source}: expected one input tensor, found {len(inputs)}.")
+        scores, distance = split_outputs([node.name for node in outputs], source)
+        self._input_name, self.input = inputs[0].name, _tensor_info(inputs[0], source)
+        self._output_names = [outputs[scores].name] + ([] if distance is None else [outputs[distance].name])
+        self.output = _tensor_info(outputs[scores], source)
+        self.distance = None if distance is None else _tensor_info(outputs[distance], source)
 
     def metadata(self) -> str | None:
         """The embedded tumorscan spec JSON."""
@@ -53,14 +54,23 @@ class OnnxBackend:
         return value
 
     def run(self, pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
+        """Class scores; see `run_with_distance`."""
+        return self.run_with_distance(pixels)[0]
+
+    def run_with_distance(
+        self, pixels: NDArray[np.uint8]
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32] | None]:
         """Run the whole batch at once, or image by image when the model's batch size is fixed at 1."""
         model_input = to_model_input(pixels, self.input, self._source)
         batches = [model_input] if self.input.shape[0] != 1 else [image[np.newaxis] for image in model_input]
         try:
-            raw = [self._session.run([self._output_name], {self._input_name: batch})[0] for batch in batches]
+            raw = [self._session.run(self._output_names, {self._input_name: batch}) for batch in batches]
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ModelError(f"{self._source}: inference failed ({exc}).") from exc
-        return to_scores(np.concatenate(raw), self.output)
+        scores = to_scores(np.concatenate([outputs[0] for outputs in raw]), self.output)
+        if self.distance is None:
+            return scores, None
+        return scores, to_scores(np.concatenate([outputs[1] for outputs in raw]), self.distance)[:, 0]
 
 
 def open_backend(name: str, content: bytes, source: str, num_threads: int | None) -> OnnxBackend:

@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 from ..errors import ModelError
 from ..metadata import tflite_metadata_entry
 from ..spec import METADATA_KEY
-from . import TensorInfo, to_model_input, to_scores
+from . import TensorInfo, split_outputs, to_model_input, to_scores
 
 INTERPRETER_MODULES = {"litert": "ai_edge_litert.interpreter", "tflite-runtime": "tflite_runtime.interpreter"}
 
@@ -37,12 +37,13 @@ class TFLiteBackend:
         self._local = threading.local()
         interpreter = self._interpreter()
         inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise ModelError(
-                f"{source}: expected one input and one output tensor, found {len(inputs)} and {len(outputs)}."
-            )
-        self._input_index, self._output_index = inputs[0]["index"], outputs[0]["index"]
-        self.input, self.output = _tensor_info(inputs[0]), _tensor_info(outputs[0])
+        if len(inputs) != 1:
+            raise ModelError(f"{source}: expected one input tensor, found {len(inputs)}.")
+        scores, distance = split_outputs([str(detail["name"]) for detail in outputs], source)
+        self._input_index, self._output_index = inputs[0]["index"], outputs[scores]["index"]
+        self.input, self.output = _tensor_info(inputs[0]), _tensor_info(outputs[scores])
+        self._distance_index = None if distance is None else outputs[distance]["index"]
+        self.distance = None if distance is None else _tensor_info(outputs[distance])
 
     def _interpreter(self) -> Any:
         interpreter = getattr(self._local, "interpreter", None)
@@ -62,10 +63,16 @@ class TFLiteBackend:
         return tflite_metadata_entry(self._content, METADATA_KEY, self._source)
 
     def run(self, pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
+        """Class scores; see `run_with_distance`."""
+        return self.run_with_distance(pixels)[0]
+
+    def run_with_distance(
+        self, pixels: NDArray[np.uint8]
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32] | None]:
         """Run each image through this thread's interpreter (its input holds one image)."""
         interpreter = self._interpreter()
         model_input = to_model_input(pixels, self.input, self._source)
-        raw = []
+        raw, distances = [], []
         for image in model_input:
             try:
                 interpreter.set_tensor(self._input_index, image[np.newaxis])
@@ -73,7 +80,12 @@ class TFLiteBackend:
             except (ValueError, RuntimeError) as exc:
                 raise ModelError(f"{self._source}: inference failed ({exc}).") from exc
             raw.append(interpreter.get_tensor(self._output_index))
-        return to_scores(np.concatenate(raw), self.output)
+            if self._distance_index is not None:
+                distances.append(interpreter.get_tensor(self._distance_index))
+        scores = to_scores(np.concatenate(raw), self.output)
+        if self.distance is None:
+            return scores, None
+        return scores, to_scores(np.concatenate(distances), self.distance)[:, 0]
 
 
 def open_backend(name: str, content: bytes, source: str, num_threads: int | None) -> TFLiteBackend:

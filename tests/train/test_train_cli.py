@@ -276,3 +276,15 @@ def test_multiworker_strategy_from_a_fresh_process(sample_train: Path, tmp_path:
     assert done.returncode == 0, done.stderr
     run = json.loads((tmp_path / "run" / "run.json").read_text(encoding="utf-8"))
     assert run["strategy"] == {"name": "multiworker", "replicas": 1}
+
+
+def test_training_ends_by_calibrating_on_validation(trained: Path) -> None:
+    from tumorscan.train.distance import read_distance
+
+    spec = read_keras_spec(trained / "model.keras")
+    assert spec is not None and spec.trust is not None
+    assert (
+        spec.trust["validation"]["scans"] == 4 and spec.trust["temperature"] > 0
+    )  # 1 validation scan per class
+    assert spec.trust == json.loads((trained / "trust.json").read_text(encoding="utf-8"))
+    assert (trained / "reliability.png").is_file() and read_distance(trained / "model.keras") is not None

@@ -60,7 +60,8 @@ class DistanceStats:
         projected = features.astype(np.float64) @ self.whitening
         centres = self.means.astype(np.float64) @ self.whitening
         squared = ((projected[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
-        return squared.min(axis=1).astype(np.float32)
+        nearest: NDArray[np.float32] = squared.min(axis=1).astype(np.float32)
+        return nearest
 
 
 def fit_distance(
@@ -106,7 +107,7 @@ def with_distance_output(model: Any, stats: DistanceStats, source: str = "model"
     total = layers.Dense(classes, use_bias=False, name="distance_sum")
     total.build((None, classes * dims))
     blocks = np.kron(np.eye(classes, dtype=np.float32), np.ones((dims, 1), dtype=np.float32))
-    total.set_weights([-blocks / stats.threshold])
+    total.set_weights([blocks * np.float32(-1.0 / stats.threshold)])
     negated = layers.Reshape((classes, 1), name="distance_classes")(total(squared))
     nearest = layers.GlobalMaxPooling1D(name="distance_nearest")(negated)
     ratio = layers.Rescaling(-1.0, name="distance_ratio_value")(nearest)

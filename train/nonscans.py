@@ -7,6 +7,7 @@ noise, flat images, colour images and shapes. `non_mri_images()` is deterministi
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import IO, Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -157,10 +158,12 @@ def _matplotlib_samples() -> dict[str, Image.Image]:
 
     images = {}
     for name in ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png", "logo2.png"):
-        with cbook.get_sample_data(name) as stream:
+        with cast(IO[bytes], cbook.get_sample_data(name)) as stream:
             images[f"sample_{name.split('.')[0].lower()}"] = Image.open(stream).convert("RGB")
     for name, key in (("topobathy.npz", "topo"), ("jacksboro_fault_dem.npz", "elevation")):
-        relief = np.asarray(cbook.get_sample_data(name)[key], dtype=float)  # matplotlib loads .npz itself
+        relief = np.asarray(
+            cast(Any, cbook.get_sample_data(name))[key], dtype=float
+        )  # matplotlib loads .npz itself
         images[f"sample_{key}"] = _from_array((relief - relief.min()) / np.ptp(relief))
     return images
 

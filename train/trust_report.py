@@ -116,11 +116,11 @@ def trust_report(
         outcomes["test (clean)"] = outcome.subset(rows)
     foreign = non_mri_images()
     answers = _predictions(classifier, list(foreign.values()))
+    threshold = classifier.abstain_threshold or (classifier.trust.threshold if classifier.trust else None)
     report = {
         "model": str(model),
         "data": str(data),
-        "threshold": classifier.abstain_threshold
-        or (classifier.trust.threshold if classifier.trust else None),
+        "threshold": threshold,
         "temperature": classifier.trust.temperature if classifier.trust else None,
         "validation": (classifier.spec.trust or {}).get("validation"),
         "tables": {name: item.table() for name, item in outcomes.items()},
@@ -140,7 +140,7 @@ def trust_report(
     }
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "trust_report.json", json.dumps(report, indent=1) + "\n")
-    risk_coverage_figure(outcomes, report["threshold"], out / "risk_coverage.png")
+    risk_coverage_figure(outcomes, threshold, out / "risk_coverage.png")
     return report
 
 

@@ -21,7 +21,9 @@ COMMANDS = {
     "tumor-audit": "tumorscan.train.audit_cli:audit_command",
     "tumor-export": "tumorscan.export.cli:export_command",
     "tumor-parity": "tumorscan.export.cli:parity_command",
-    "tumor-bench": "tumorscan.export.bench:bench_command",
+    "tumor-bench": "tumorscan.export.bench.cli:bench_command",
+    "tumor-calibrate": "tumorscan.train.calibrate_cli:calibrate_command",
+    "tumor-trust": "tumorscan.train.calibrate_cli:trust_command",
 }
 
 
@@ -78,6 +80,13 @@ def test_every_other_command_is_quiet(
     train = ["--arch", "cnn1", "--size", "32", "--epochs", "1", "--batch-size", "8", "--no-audit"]
     assert_quiet(run_command("tumor-train", *train, "--data", sample_train, "--out", tmp_path / "run"))
     assert_quiet(run_command("tumor-evaluate", tiny_keras_model, "--data", sample_test))
+    calibrated = tmp_path / "calibrated"
+    assert_quiet(
+        run_command("tumor-calibrate", tiny_keras_model, "--data", sample_train, "--out", calibrated)
+    )
+    assert_quiet(
+        run_command("tumor-trust", exports / "tiny-int8.tflite", "--data", sample_test, "--out", calibrated)
+    )
     assert_quiet(run_command("tumor-audit", sample_test, "--reference", sample_train))
     exported = exports / "tiny-int8.tflite"
     assert_quiet(

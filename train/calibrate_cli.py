@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from tumorscan.cli_support import user_errors
+from tumorscan.quiet import quiet_unless_verbose
 from tumorscan.train.calibrate import DEFAULT_TARGET_ACCURACY, calibrate_keras
 
 FOLDER = click.Path(path_type=Path, file_okay=False)
@@ -34,6 +35,7 @@ FOLDER = click.Path(path_type=Path, file_okay=False)
     help="The answered validation scans must be at least this accurate.",
 )
 @click.option("--cache", type=FOLDER, help="Cache decoded pixels in this folder.")
+@quiet_unless_verbose
 @user_errors
 def calibrate_command(
     model: Path,
@@ -75,6 +77,7 @@ def calibrate_command(
     type=click.FloatRange(0, 1),
     help="Report at this threshold instead of the model's.",
 )
+@quiet_unless_verbose
 @user_errors
 def trust_command(
     model: Path, data: Path, audit: Path | None, out: Path, abstain_threshold: float | None

@@ -29,7 +29,7 @@ import numpy as np
 import PIL
 from numpy.typing import NDArray
 
-from tumorscan.cli_support import user_errors
+from tumorscan.cli_support import user_errors, version_option
 from tumorscan.errors import MetadataError, TumorscanError
 from tumorscan.spec import ModelSpec
 
@@ -439,6 +439,7 @@ def _log(message: str) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Write bench.json, bench.txt and bench.png here.",
 )
+@version_option
 @user_errors
 def bench_command(
     models: tuple[Path, ...],

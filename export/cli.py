@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from tumorscan.cli_support import user_errors
+from tumorscan.cli_support import user_errors, version_option
 from tumorscan.spec import NORMALIZATIONS
 
 from .exporter import REPORT_JSON, REPORT_TEXT, ExportOptions, export_model
@@ -111,6 +111,7 @@ def parity_limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option("--parity-audit", type=click.Path(path_type=Path), help="audit.json of the --parity folder.")
 @parity_limit_options
+@version_option
 @user_errors
 def export_command(
     model: Path,
@@ -179,6 +180,7 @@ def export_command(
 @click.option("--allow-other-source", is_flag=True, help="Compare files exported from another model (warns).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
 @parity_limit_options
+@version_option
 @user_errors
 def parity_command(
     original: Path,

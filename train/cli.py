@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from tumorscan.cli_support import user_errors
+from tumorscan.cli_support import user_errors, version_option
 from tumorscan.train.augment import AUGMENTATIONS
 from tumorscan.train.evaluate import evaluate_model
 from tumorscan.train.reporting import format_reports
@@ -93,6 +93,7 @@ FOLDER = click.Path(path_type=Path, file_okay=False)
 )
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--force", is_flag=True, help="Replace the run in --out.")
+@version_option
 @user_errors
 def train_command(size: int, **options: Any) -> None:
     """Train a classifier on a class-folder dataset and save the best model with its spec.
@@ -117,6 +118,7 @@ def train_command(size: int, **options: Any) -> None:
 @click.option("--out", type=FOLDER, help="Write report.json, report.txt and confusion_matrix.png here.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--cache", type=FOLDER, help="Cache decoded pixels in this folder.")
+@version_option
 @user_errors
 def evaluate_command(
     model: Path, data: Path, audit: Path | None, out: Path | None, batch_size: int, cache: Path | None

@@ -104,6 +104,9 @@ def train_command(size: int, **options: Any) -> None:
     if options["resume"] and options["force"]:
         raise click.UsageError("--resume and --force exclude each other.")
     result = train(TrainConfig(size=(size, size), **options))
+    if not result.reports:
+        click.echo(f"Worker done after {result.epochs_run} epochs; the chief wrote {result.out}.")
+        return
     for name, report in result.reports.items():
         click.echo(f"{name} accuracy: {report['accuracy']:.4f} ({report['support']} scans)")
     click.echo(f"Saved {result.model_path} (best epoch {result.best_epoch} of {result.epochs_run}).")

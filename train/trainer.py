@@ -34,6 +34,14 @@ from tumorscan.files import atomic_write_text
 from tumorscan.spec import InputSpec, ModelSpec
 from tumorscan.train.augment import AUGMENTATIONS, make_augmenter
 from tumorscan.train.data import CachedScans, default_cache_dir, load_dataset, make_dataset, stratified_split
+from tumorscan.train.distribute import (
+    distributed_dataset,
+    fix_keras_distribution,
+    select_strategy,
+    share_state,
+    share_weights,
+    worker_config,
+)
 from tumorscan.train.reporting import model_report, write_reports
 
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -169,20 +177,6 @@ def tool_versions() -> dict[str, str]:
     }
 
 
-def select_strategy(name: str) -> Any:
-    """The tf.distribute strategy `name`: default, mirrored (all local devices) or multiworker (TF_CONFIG)."""
-    import tensorflow as tf
-
-    factories: dict[str, Callable[[], Any]] = {
-        "default": tf.distribute.get_strategy,
-        "mirrored": tf.distribute.MirroredStrategy,
-        "multiworker": tf.distribute.MultiWorkerMirroredStrategy,
-    }
-    if name not in factories:
-        raise TumorscanError(f"unknown strategy {name!r}; choose one of: {', '.join(factories)}.")
-    return factories[name]()
-
-
 def balanced_class_weights(label_ids: NDArray[np.integer], num_classes: int) -> dict[int, float]:
     """Weights n / (k * n_class), so every class contributes equally to the loss."""
     counts = np.bincount(label_ids, minlength=num_classes)
@@ -250,7 +244,8 @@ class _Pipeline:
     """What differs between training a whole network and a VGG16 head on cached features."""
 
     build: Callable[[], Any]
-    dataset: Callable[[str, NDArray[np.int64], bool], Any]
+    dataset: Callable[..., Any]
+    """(source, rows, training, shard=None) -> a tf.data pipeline; shard: see `make_dataset`."""
     finalize: Callable[[Any], Any]
 
 
@@ -260,13 +255,14 @@ def _pixel_pipeline(config: TrainConfig, sources: dict[str, CachedScans], shuffl
     augment = make_augmenter(config.augment, shuffle_seed)
     num_classes = len(sources["train"].labels)
 
-    def dataset(source: str, indices: NDArray[np.int64], training: bool) -> Any:
+    def dataset(source: str, indices: NDArray[np.int64], training: bool, shard: Any = None) -> Any:
         return make_dataset(
             sources[source],
             indices,
             config.batch_size,
             shuffle_seed=shuffle_seed if training else None,
             augment=augment if training else None,
+            shard=shard,
         )
 
     return _Pipeline(
@@ -302,7 +298,7 @@ def _feature_pipeline(
         log(f"VGG16 features of {len(scans)} {name} scans ready in {time.time() - started:.1f} s")
     num_classes = len(sources["train"].labels)
 
-    def dataset(source: str, indices: NDArray[np.int64], training: bool) -> Any:
+    def dataset(source: str, indices: NDArray[np.int64], training: bool, shard: None = None) -> Any:
         return feature_dataset(
             features[source],
             sources[source].label_ids,
@@ -444,9 +440,10 @@ def train(config: TrainConfig, echo: bool = True, progress: bool = True) -> Trai
         keras.utils.set_random_seed(config.seed)  # a backbone without weights is random: make it the seed's
 
         backbone = build_backbone(config.size, parse_weights(config.weights))
+    strategy, worker = select_strategy(config.strategy)
+    config, worker_out = worker_config(config, worker)
     prepare_output(config)
-    state = _check_resumable(config) if config.resume else None
-    strategy = select_strategy(config.strategy)
+    state = share_state(strategy, worker, _check_resumable(config) if config.resume else None)
     started = time.time()
     out, checkpoints = config.out, config.out / CHECKPOINTS
     log = RunLog(out / "train.log", echo=echo)
@@ -490,7 +487,9 @@ def train(config: TrainConfig, echo: bool = True, progress: bool = True) -> Trai
         timings["feature_seconds"] = round(time.time() - begun, 2)
     else:
         pipeline = _pixel_pipeline(config, data.sources, seed)
-    model = _model_to_fit(config, pipeline, strategy, state)
+    model = _model_to_fit(config, pipeline, strategy, state if config.resume else None)
+    share_weights(strategy, worker, model)
+    fix_keras_distribution(model, strategy)
     if state is None:
         state = {"epoch": -1, "best": None, "best_epoch": None, "wait": 0, "history": {}}
     else:
@@ -507,8 +506,12 @@ def train(config: TrainConfig, echo: bool = True, progress: bool = True) -> Trai
     )
     begun = time.time()
     model.fit(
-        pipeline.dataset("train", data.train_rows, True),
-        validation_data=pipeline.dataset("train", data.val_rows, False),
+        distributed_dataset(
+            strategy, worker, lambda shard: pipeline.dataset("train", data.train_rows, True, shard)
+        ),
+        validation_data=distributed_dataset(
+            strategy, worker, lambda shard: pipeline.dataset("train", data.val_rows, False, shard)
+        ),
         epochs=config.epochs,
         initial_epoch=initial_epoch,
         class_weight=class_weight,
@@ -518,6 +521,10 @@ def train(config: TrainConfig, echo: bool = True, progress: bool = True) -> Trai
     )
     timings["fit_seconds"] = round(time.time() - begun, 2)
     timings["epoch_seconds"] = [round(s, 2) for s in state["history"].get("seconds", [])]
+    if worker_out is not None:  # not the chief: the chief writes the model and reports
+        shutil.rmtree(config.out, ignore_errors=True)
+        epochs = int(state["best_epoch"]) + 1, int(state["epoch"]) + 1
+        return TrainResult(worker_out, worker_out / "model.keras", {}, *epochs, timings)
 
     best = keras.models.load_model(checkpoints / "best.keras", compile=False)  # model.keras: no optimizer
     reports = _reports(best, pipeline, data, audit, log)

@@ -105,7 +105,7 @@ def train_command(size: int, **options: Any) -> None:
         raise click.UsageError("--resume and --force exclude each other.")
     result = train(TrainConfig(size=(size, size), **options))
     if not result.reports:
-        click.echo(f"Worker done after {result.epochs_run} epochs; the chief wrote {result.out}.")
+        click.echo(f"Worker done after {result.epochs_run} epochs; the chief (worker 0) writes the run.")
         return
     for name, report in result.reports.items():
         click.echo(f"{name} accuracy: {report['accuracy']:.4f} ({report['support']} scans)")

@@ -146,6 +146,25 @@ def _configure_coordination(workers: int) -> None:
     )
 
 
+def peers_lost(worker: Worker, fit: Callable[..., Any]) -> Callable[..., Any]:
+    """`fit`, turning the error a worker gets when another one stops mid-run into a one-line message."""
+    import tensorflow as tf
+
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fit(*args, **kwargs)
+        except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError) as exc:
+            if worker.count == 1:
+                raise
+            raise TumorscanError(
+                f"worker {worker.index} stopped: another worker stopped answering ({type(exc).__name__}); "
+                "rerun the same command with --resume on every worker to continue from the chief's last "
+                "checkpoint."
+            ) from exc
+
+    return guarded
+
+
 def worker_config(config: TrainConfig, worker: Worker) -> tuple[TrainConfig, Path | None]:
     """The chief runs `config` as given. Another worker runs in a temporary folder that it removes at the
     end, with no audit and its own pixel cache (`<cache>/worker-<index>`: workers on one machine never write
@@ -183,14 +202,24 @@ def share_state(strategy: Any, worker: Worker, state: dict[str, Any] | None) -> 
     return result
 
 
-def share_weights(strategy: Any, worker: Worker, model: Any) -> None:
-    """Give every worker the chief's weights and optimizer state (fresh, or from its last checkpoint)."""
+def share_weights(strategy: Any, worker: Worker, model: Any, checkpoint: Path | None) -> None:
+    """Give every worker the chief's weights and optimizer state: its fresh model's, or its `checkpoint`'s.
+
+    Every worker builds the same fresh model (creating variables in the same order is itself a collective
+    step); the chief reads the checkpoint outside the strategy, so only it touches the file.
+    """
     if worker.count == 1:
         return
-    if not model.optimizer.built:
-        with strategy.scope():
-            model.optimizer.build(model.trainable_variables)
-    for variable in [*model.weights, *model.optimizer.variables]:
+    import keras
+
+    with strategy.scope():
+        model.optimizer.build(model.trainable_variables)
+    variables = [*model.weights, *model.optimizer.variables]
+    if checkpoint is not None and worker.chief:
+        saved = keras.models.load_model(checkpoint)
+        for variable, value in zip(variables, [*saved.weights, *saved.optimizer.variables], strict=True):
+            variable.assign(value.value)
+    for variable in variables:
         variable.assign(broadcast(strategy, variable.value, worker.chief))
 
 

@@ -37,6 +37,7 @@ from tumorscan.train.data import CachedScans, default_cache_dir, load_dataset, m
 from tumorscan.train.distribute import (
     distributed_dataset,
     fix_keras_distribution,
+    peers_lost,
     select_strategy,
     share_state,
     share_weights,
@@ -487,8 +488,8 @@ def train(config: TrainConfig, echo: bool = True, progress: bool = True) -> Trai
         timings["feature_seconds"] = round(time.time() - begun, 2)
     else:
         pipeline = _pixel_pipeline(config, data.sources, seed)
-    model = _model_to_fit(config, pipeline, strategy, state if config.resume else None)
-    share_weights(strategy, worker, model)
+    model = _model_to_fit(config, pipeline, strategy, None if worker.count > 1 else state)
+    share_weights(strategy, worker, model, checkpoints / "last.keras" if config.resume else None)
     fix_keras_distribution(model, strategy)
     if state is None:
         state = {"epoch": -1, "best": None, "best_epoch": None, "wait": 0, "history": {}}
@@ -505,7 +506,7 @@ def train(config: TrainConfig, echo: bool = True, progress: bool = True) -> Trai
         checkpoints, out, config.monitor, MONITORS[config.monitor], config.patience, state, log
     )
     begun = time.time()
-    model.fit(
+    peers_lost(worker, model.fit)(
         distributed_dataset(
             strategy, worker, lambda shard: pipeline.dataset("train", data.train_rows, True, shard)
         ),

@@ -169,10 +169,10 @@ def worker_config(config: TrainConfig, worker: Worker) -> tuple[TrainConfig, Pat
     """The chief runs `config` as given. Another worker runs in a temporary folder that it removes at the
     end, with no audit and its own pixel cache (`<cache>/worker-<index>`: workers on one machine never write
     the same files); it also returns the run folder the chief writes."""
+    if worker.count > 1 and config.arch == "vgg16":
+        raise TumorscanError("vgg16 trains its head on cached features on one worker; drop --strategy.")
     if worker.chief:
         return config, None
-    if config.arch == "vgg16":
-        raise TumorscanError("vgg16 trains its head on cached features on one worker; drop --strategy.")
     cache = (config.cache or default_cache_dir(config.out)) / f"worker-{worker.index}"
     out = Path(tempfile.mkdtemp(prefix=f"tumorscan-worker{worker.index}-"))
     return replace(config, out=out, cache=cache, audit=False, resume=False, force=False), config.out

@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -187,3 +188,42 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(
     run = json.loads((out / "run.json").read_text(encoding="utf-8"))
     assert run["strategy"] == {"name": "mirrored", "replicas": 2}
     _assert_equivalent(out, one_worker)
+
+
+@pytest.mark.slow
+def test_a_killed_worker_stops_the_other_and_a_rerun_resumes(sample_train: Path, tmp_path: Path) -> None:
+    ports, out = free_ports(2), tmp_path / "run"
+    args = [*TINY, "--epochs", "8", "--patience", "8", "--data", str(sample_train), "--out", str(out)]
+    args += ["--strategy", "multiworker"]
+
+    def start(extra: list[str]) -> list[subprocess.Popen[str]]:
+        return [
+            subprocess.Popen(
+                [*TRAIN, *args, *extra],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "TF_CONFIG": tf_config(ports, index)},
+            )
+            for index in range(2)
+        ]
+
+    chief, other = start([])
+    state = out / "checkpoints" / "state.json"
+    deadline = time.monotonic() + 180
+    while not (state.is_file() and json.loads(state.read_text(encoding="utf-8"))["epoch"] >= 1):
+        assert time.monotonic() < deadline and chief.poll() is None, "no checkpoint of epoch 2"
+        time.sleep(0.5)
+    other.kill()
+    other.communicate()
+    _, stderr = chief.communicate(timeout=120)  # the heartbeat deadline is 10 s
+    assert chief.returncode == 1
+    assert "another worker stopped answering" in stderr.splitlines()[-1]
+    completed = json.loads(state.read_text(encoding="utf-8"))["epoch"] + 1
+    assert completed < 8
+    workers = start(["--resume"])
+    for worker in workers:
+        _, stderr = worker.communicate(timeout=240)
+        assert worker.returncode == 0, stderr
+    run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert run["status"] == "finished" and run["resumed_after_epoch"] == completed and run["epochs_run"] == 8

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from tumorscan.cli_support import user_errors
+from tumorscan.cli_support import user_errors, version_option
 from tumorscan.quiet import quiet_unless_verbose
 from tumorscan.spec import NORMALIZATIONS
 
@@ -111,6 +111,7 @@ def parity_limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--parity-audit", type=click.Path(path_type=Path), help="audit.json of the --parity folder.")
 @parity_limit_options
 @quiet_unless_verbose
+@version_option
 @user_errors
 def export_command(
     model: Path,
@@ -180,6 +181,7 @@ def export_command(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
 @parity_limit_options
 @quiet_unless_verbose
+@version_option
 @user_errors
 def parity_command(
     original: Path,

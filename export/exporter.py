@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tumorscan import __version__
 from tumorscan.errors import MetadataError, TumorscanError
 from tumorscan.files import atomic_write_text
 from tumorscan.folders import refuse_split_roots
@@ -42,7 +43,7 @@ REPORT_TEXT = "export_report.txt"
 OUTPUT_CHECK_IMAGES = 8
 """How many calibration scans (or noise images, without calibration) check the model's outputs."""
 
-PROVENANCE_PACKAGES = ("tumorscan", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert")
+PROVENANCE_PACKAGES = ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert")
 
 Log = Callable[[str], None]
 
@@ -182,8 +183,8 @@ def _megabytes(size: int) -> str:
 
 
 def provenance() -> dict[str, Any]:
-    """Versions of the tools that wrote a file, and the UTC date."""
-    versions: dict[str, Any] = {}
+    """Versions of the tools that wrote a file (tumorscan: `tumorscan.__version__`) and the UTC date."""
+    versions: dict[str, Any] = {"tumorscan": __version__}
     for package in PROVENANCE_PACKAGES:
         try:
             versions[package] = package_metadata.version(package)

@@ -1,5 +1,6 @@
 """tumorscan: brain-MRI tumour classifiers from training to a Raspberry Pi."""
 
+from ._version import __version__
 from .classifier import Classifier, ModelIdentity, Prediction, PredictionError
 from .errors import (
     DatasetError,
@@ -15,8 +16,6 @@ from .errors import (
 from .images import load_pixels
 from .metadata import read_model_spec
 from .spec import InputSpec, ModelSpec
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Classifier",

@@ -20,7 +20,7 @@ import click
 
 from .backends import BACKENDS
 from .classifier import Classifier, Prediction, PredictionError, Result
-from .cli_support import user_errors
+from .cli_support import user_errors, version_option
 from .errors import TumorscanError
 from .explain import write_overlay
 from .files import atomic_text_writer, output_target
@@ -243,6 +243,7 @@ def _load(model: Path | None, backend: str | None, threads: int | None) -> Class
 @click.option(
     "--progress/--no-progress", default=None, help="Progress bar on stderr (default: when many scans)."
 )
+@version_option
 @user_errors
 def infer_command(
     scans: tuple[str, ...],

@@ -8,9 +8,18 @@ from typing import Any, TypeVar
 
 import click
 
+from ._version import __version__
 from .errors import TumorscanError
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def version_option(command: F) -> F:
+    """`--version` for every command: its name and the one version string of the package.
+
+    A fresh option per command: click remembers the program name of the first call in its callback.
+    """
+    return click.version_option(__version__, message="%(prog)s (tumorscan) %(version)s")(command)
 
 
 def user_errors(command: F) -> F:

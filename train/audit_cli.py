@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from tumorscan.cli_support import user_errors
+from tumorscan.cli_support import user_errors, version_option
 from tumorscan.quiet import quiet_unless_verbose
 from tumorscan.train.audit import NEAR_THRESHOLD, audit_dataset
 
@@ -33,6 +33,7 @@ FOLDER = click.Path(path_type=Path, file_okay=False)
     "--exact-only", is_flag=True, help="Look for byte-identical copies only (faster, no imagehash)."
 )
 @quiet_unless_verbose
+@version_option
 @user_errors
 def audit_command(
     folder: Path, reference: Path | None, out: Path | None, near_threshold: int, exact_only: bool

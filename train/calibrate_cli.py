@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from tumorscan.cli_support import user_errors
+from tumorscan.cli_support import user_errors, version_option
 from tumorscan.quiet import quiet_unless_verbose
 from tumorscan.train.calibrate import DEFAULT_TARGET_ACCURACY, calibrate_keras
 
@@ -36,6 +36,7 @@ FOLDER = click.Path(path_type=Path, file_okay=False)
 )
 @click.option("--cache", type=FOLDER, help="Cache decoded pixels in this folder.")
 @quiet_unless_verbose
+@version_option
 @user_errors
 def calibrate_command(
     model: Path,
@@ -78,6 +79,7 @@ def calibrate_command(
     help="Report at this threshold instead of the model's.",
 )
 @quiet_unless_verbose
+@version_option
 @user_errors
 def trust_command(
     model: Path, data: Path, audit: Path | None, out: Path, abstain_threshold: float | None

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from tumorscan.cli_support import user_errors
+from tumorscan.cli_support import user_errors, version_option
 from tumorscan.quiet import quiet_unless_verbose
 from tumorscan.train.augment import AUGMENTATIONS
 from tumorscan.train.evaluate import evaluate_model
@@ -95,6 +95,7 @@ FOLDER = click.Path(path_type=Path, file_okay=False)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--force", is_flag=True, help="Replace the run in --out.")
 @quiet_unless_verbose
+@version_option
 @user_errors
 def train_command(size: int, **options: Any) -> None:
     """Train a classifier on a class-folder dataset and save the best model with its spec.
@@ -106,6 +107,9 @@ def train_command(size: int, **options: Any) -> None:
     if options["resume"] and options["force"]:
         raise click.UsageError("--resume and --force exclude each other.")
     result = train(TrainConfig(size=(size, size), **options))
+    if not result.reports:
+        click.echo(f"Worker done after {result.epochs_run} epochs; the chief (worker 0) writes the run.")
+        return
     for name, report in result.reports.items():
         click.echo(f"{name} accuracy: {report['accuracy']:.4f} ({report['support']} scans)")
     click.echo(f"Saved {result.model_path} (best epoch {result.best_epoch} of {result.epochs_run}).")
@@ -121,6 +125,7 @@ def train_command(size: int, **options: Any) -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--cache", type=FOLDER, help="Cache decoded pixels in this folder.")
 @quiet_unless_verbose
+@version_option
 @user_errors
 def evaluate_command(
     model: Path, data: Path, audit: Path | None, out: Path | None, batch_size: int, cache: Path | None

@@ -336,6 +336,7 @@ def make_dataset(
     batch_size: int,
     shuffle_seed: int | None = None,
     augment: Any = None,
+    shard: tuple[int, int] | None = None,
 ) -> Any:
     """A tf.data pipeline over rows `indices` of `scans`: (pixels, label id) batches, prefetched.
 
@@ -348,6 +349,8 @@ def make_dataset(
         batch_size: scans per batch (global batch size under a distribution strategy).
         shuffle_seed: shuffle rows each epoch with this seed; None keeps their order.
         augment: a function mapping a float32 batch to an augmented batch (see `tumorscan.train.augment`).
+        shard: (index, count): serve only slice `index` of `count` of every batch (one worker's part of a
+            global batch under several workers); only those rows are read.
     """
     import tensorflow as tf
 
@@ -355,6 +358,9 @@ def make_dataset(
     height, width = scans.size
 
     def gather(batch: NDArray[np.int64]) -> tuple[NDArray[np.uint8], NDArray[np.int32]]:
+        if shard is not None:
+            index, count = shard
+            batch = batch[len(batch) * index // count : len(batch) * (index + 1) // count]
         return np.asarray(pixels[batch]), label_ids[batch]
 
     def load(batch: Any) -> tuple[Any, Any]:

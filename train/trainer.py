@@ -36,6 +36,15 @@ from tumorscan.spec import InputSpec, ModelSpec
 from tumorscan.train.augment import AUGMENTATIONS, make_augmenter
 from tumorscan.train.calibrate import DEFAULT_TARGET_ACCURACY, calibrate_scans, write_trust_report
 from tumorscan.train.data import CachedScans, default_cache_dir, load_dataset, make_dataset, stratified_split
+from tumorscan.train.distribute import (
+    distributed_dataset,
+    fix_keras_distribution,
+    peers_lost,
+    select_strategy,
+    share_state,
+    share_weights,
+    worker_config,
+)
 from tumorscan.train.keras_file import save_keras
 from tumorscan.train.reporting import model_report, write_reports
 
@@ -188,20 +197,6 @@ def tool_versions() -> dict[str, str]:
     }
 
 
-def select_strategy(name: str) -> Any:
-    """The tf.distribute strategy `name`: default, mirrored (all local devices) or multiworker (TF_CONFIG)."""
-    import tensorflow as tf
-
-    factories: dict[str, Callable[[], Any]] = {
-        "default": tf.distribute.get_strategy,
-        "mirrored": tf.distribute.MirroredStrategy,
-        "multiworker": tf.distribute.MultiWorkerMirroredStrategy,
-    }
-    if name not in factories:
-        raise TumorscanError(f"unknown strategy {name!r}; choose one of: {', '.join(factories)}.")
-    return factories[name]()
-
-
 def balanced_class_weights(label_ids: NDArray[np.integer], num_classes: int) -> dict[int, float]:
     """Weights n / (k * n_class), so every class contributes equally to the loss."""
     counts = np.bincount(label_ids, minlength=num_classes)
@@ -270,7 +265,8 @@ class _Pipeline:
     """What differs between training a whole network and a head on cached backbone features."""
 
     build: Callable[[], Any]
-    dataset: Callable[[str, NDArray[np.int64], bool], Any]
+    dataset: Callable[..., Any]
+    """(source, rows, training, shard=None) -> a tf.data pipeline; shard: see `make_dataset`."""
     finalize: Callable[[Any], Any]
 
 
@@ -280,13 +276,14 @@ def _pixel_pipeline(config: TrainConfig, sources: dict[str, CachedScans], shuffl
     augment = make_augmenter(config.augment, shuffle_seed)
     num_classes = len(sources["train"].labels)
 
-    def dataset(source: str, indices: NDArray[np.int64], training: bool) -> Any:
+    def dataset(source: str, indices: NDArray[np.int64], training: bool, shard: Any = None) -> Any:
         return make_dataset(
             sources[source],
             indices,
             config.batch_size,
             shuffle_seed=shuffle_seed if training else None,
             augment=augment if training else None,
+            shard=shard,
         )
 
     return _Pipeline(
@@ -323,7 +320,7 @@ def _feature_pipeline(
         log(f"{config.arch} features of {len(scans)} {name} scans ready in {time.time() - started:.1f} s")
     num_classes = len(sources["train"].labels)
 
-    def dataset(source: str, indices: NDArray[np.int64], training: bool) -> Any:
+    def dataset(source: str, indices: NDArray[np.int64], training: bool, shard: None = None) -> Any:
         return feature_dataset(
             features[source],
             sources[source].label_ids,
@@ -470,9 +467,10 @@ def train(config: TrainConfig, echo: bool = True, progress: bool = True) -> Trai
         keras.utils.set_random_seed(config.seed)  # a backbone without weights is random: make it the seed's
 
         backbone = build_backbone(architecture.transfer, config.size, parse_weights(config.weights))
+    strategy, worker = select_strategy(config.strategy)
+    config, worker_out = worker_config(config, worker)
     prepare_output(config)
-    state = _check_resumable(config) if config.resume else None
-    strategy = select_strategy(config.strategy)
+    state = share_state(strategy, worker, _check_resumable(config) if config.resume else None)
     started = time.time()
     out, checkpoints = config.out, config.out / CHECKPOINTS
     log = RunLog(out / "train.log", echo=echo)
@@ -517,7 +515,9 @@ def train(config: TrainConfig, echo: bool = True, progress: bool = True) -> Trai
         timings["feature_seconds"] = round(time.time() - begun, 2)
     else:
         pipeline = _pixel_pipeline(config, data.sources, seed)
-    model = _model_to_fit(config, pipeline, strategy, state)
+    model = _model_to_fit(config, pipeline, strategy, None if worker.count > 1 else state)
+    share_weights(strategy, worker, model, checkpoints / "last.keras" if config.resume else None)
+    fix_keras_distribution(model, strategy)
     if state is None:
         state = {"epoch": -1, "best": None, "best_epoch": None, "wait": 0, "history": {}}
     else:
@@ -533,9 +533,13 @@ def train(config: TrainConfig, echo: bool = True, progress: bool = True) -> Trai
         checkpoints, out, config.monitor, MONITORS[config.monitor], config.patience, state, log
     )
     begun = time.time()
-    model.fit(
-        pipeline.dataset("train", data.train_rows, True),
-        validation_data=pipeline.dataset("train", data.val_rows, False),
+    peers_lost(worker, model.fit)(
+        distributed_dataset(
+            strategy, worker, lambda shard: pipeline.dataset("train", data.train_rows, True, shard)
+        ),
+        validation_data=distributed_dataset(
+            strategy, worker, lambda shard: pipeline.dataset("train", data.val_rows, False, shard)
+        ),
         epochs=config.epochs,
         initial_epoch=initial_epoch,
         class_weight=class_weight,
@@ -545,6 +549,10 @@ def train(config: TrainConfig, echo: bool = True, progress: bool = True) -> Trai
     )
     timings["fit_seconds"] = round(time.time() - begun, 2)
     timings["epoch_seconds"] = [round(s, 2) for s in state["history"].get("seconds", [])]
+    if worker_out is not None:  # not the chief: the chief writes the model and reports
+        shutil.rmtree(config.out, ignore_errors=True)
+        epochs = int(state["best_epoch"]) + 1, int(state["epoch"]) + 1
+        return TrainResult(worker_out, worker_out / "model.keras", {}, *epochs, timings)
 
     best = keras.models.load_model(checkpoints / "best.keras", compile=False)  # model.keras: no optimizer
     reports = _reports(best, pipeline, data, audit, log)

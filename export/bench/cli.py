@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from tumorscan.cli_support import user_errors
+from tumorscan.cli_support import user_errors, version_option
 from tumorscan.quiet import quiet_unless_verbose
 
 from ..exporter import ensure_writable
@@ -71,6 +71,7 @@ def _log(message: str) -> None:
     help="Write bench.json, bench.txt and bench.png here.",
 )
 @quiet_unless_verbose
+@version_option
 @user_errors
 def bench_command(
     models: tuple[Path, ...],

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import tumorscan
 from tumorscan.export.exporter import REPORT_JSON, REPORT_TEXT, ExportReport
 from tumorscan.folders import scan_dataset
 from tumorscan.images import load_pixels
@@ -146,6 +147,7 @@ def test_metadata_round_trips(
         "onnx",
         "onnxruntime",
     }
+    assert spec.provenance["tools"]["tumorscan"] == tumorscan.__version__
     assert datetime.fromisoformat(spec.provenance["date_utc"]).tzinfo is not None
     assert [f.spec for f in exported.files if f.target == target] == [json.loads(spec.to_json())]
 

@@ -252,32 +252,6 @@ def test_vgg16_weights_that_cannot_be_had_are_a_clean_error(
     assert result.exit_code == 1 and "VGG16 weights file not found" in result.output
 
 
-@pytest.mark.slow
-def test_multiworker_strategy_from_a_fresh_process(sample_train: Path, tmp_path: Path) -> None:
-    """MultiWorkerMirroredStrategy must be created before TensorFlow runs anything, so in its own process."""
-    import subprocess
-    import sys
-
-    command = [sys.executable, "-c", "from tumorscan.train.cli import train_command; train_command()"]
-    args = [
-        "--arch",
-        "cnn2",
-        "--data",
-        str(sample_train),
-        "--out",
-        str(tmp_path / "run"),
-        *TINY,
-        "--epochs",
-        "1",
-    ]
-    done = subprocess.run(
-        [*command, *args, "--strategy", "multiworker"], capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr
-    run = json.loads((tmp_path / "run" / "run.json").read_text(encoding="utf-8"))
-    assert run["strategy"] == {"name": "multiworker", "replicas": 1}
-
-
 def test_training_ends_by_calibrating_on_validation(trained: Path) -> None:
     from tumorscan.train.distance import read_distance
 

@@ -29,6 +29,8 @@ def test_every_command_is_covered() -> None:
         "tumor-parity",
         "tumor-infer",
         "tumor-bench",
+        "tumor-calibrate",
+        "tumor-trust",
     }
 
 

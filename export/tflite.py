@@ -16,20 +16,14 @@ from tumorscan.metadata import embed_tflite_metadata
 from tumorscan.spec import ModelSpec
 
 from .formats import ExportJob, import_optional
-
-INPUT_NAME = "pixels"
+from .graph import serving_function
 
 
 def _converter(job: ExportJob) -> Any:
     """A TFLiteConverter for the job's model, traced at batch 1 and the spec's input size."""
     tf = import_optional("tensorflow", "Exporting TFLite models")
-    model = job.model
-    module = tf.Module()
-    # The converter finds the weights through the tracked tf.Variables under each Keras variable.
-    module.tracked_variables = [variable.value for variable in model.weights]
-    signature = [tf.TensorSpec((1, *job.spec.input.size, 3), tf.float32, name=INPUT_NAME)]
-    module.serve = tf.function(lambda pixels: model(pixels, training=False), input_signature=signature)
-    return tf.lite.TFLiteConverter.from_concrete_functions([module.serve.get_concrete_function()], module)
+    function, module = serving_function(job.model, (1, *job.spec.input.size, 3))
+    return tf.lite.TFLiteConverter.from_concrete_functions([function], module)
 
 
 def _optimized_converter(job: ExportJob) -> Any:

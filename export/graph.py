@@ -133,7 +133,7 @@ def serving_function(model: Any, shape: tuple[int | None, ...], output_name: str
         outputs = model(pixels, training=False)
         return outputs if output_name is None else {output_name: outputs}
 
-    module.serve = tf.function(serve, input_signature=signature)
+    module.serve = tf.function(serve, input_signature=signature, autograph=False)
     return module.serve.get_concrete_function(), module
 
 

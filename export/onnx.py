@@ -90,7 +90,7 @@ def _fp32_proto(job: ExportJob) -> Any:
         layer = node.name.rsplit("/", 1)[0]
         raise ModelError(
             f"{job.path.name}: layer {layer} uses TensorFlow op {node.op_type}, which has no ONNX "
-            f"conversion ({len(unconverted)} such nodes); export this model with --format tflite, or "
+            f"conversion ({len(unconverted)} node(s)); export this model with --format tflite, or "
             "replace the layer with stock Keras layers."
         )
     for value in (*proto.graph.input, *proto.graph.output):

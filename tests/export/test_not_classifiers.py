@@ -100,9 +100,9 @@ def test_a_list_output_with_logits_exports(tmp_path: Path) -> None:
     inputs, x = _trunk()
     path = tmp_path / "model.keras"
     keras.Model(inputs, [keras.layers.Dense(3)(x)]).save(path)
-    result = _export(keras.models.load_model(path), tmp_path, "--logits", "--format", "tflite,onnx")
+    result = _export(keras.models.load_model(path), tmp_path, "--logits", "--format", "tflite")
     assert result.exit_code == 0, result.output
-    assert read_model_spec(tmp_path / "out" / "model-fp32.onnx").labels == ("a", "b", "c")
+    assert read_model_spec(tmp_path / "out" / "model-fp32.tflite").labels == ("a", "b", "c")
 
 
 def test_caffe_preprocessing_of_a_grey_model_is_refused(tmp_path: Path) -> None:

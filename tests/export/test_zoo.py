@@ -5,7 +5,8 @@ file made elsewhere (`--labels`, `--preprocess`, `--logits`). fp32 files must ma
 FP32_TOLERANCE; the other files must run through `tumorscan.Classifier`. Two tiny models holding the
 tricky layers run in the fast suite; everything runs with `-m slow`.
 
-The README's zoo table comes from: `python tests/export/test_zoo.py` (prints it in Markdown).
+The README's zoo table comes from `python tests/export/test_zoo.py [MODEL NAME...]` (prints it in
+Markdown, for every model or the ones named).
 """
 
 from __future__ import annotations
@@ -234,13 +235,15 @@ def test_every_zoo_model_exports_to_every_format_and_mode(zoo: ZooModel, tmp_pat
     assert export_zoo_model(zoo, tmp_path) == {target.name: WORKS for target in TARGETS}
 
 
-def zoo_table() -> str:
-    """The README's table: model x format-mode, WORKS or the one-line reason."""
+def zoo_table(names: list[str]) -> str:
+    """The README's table: model x format-mode, WORKS or the one-line reason (rows of `names`, or all)."""
     import tempfile
 
     rows = ["| model | " + " | ".join(target.name for target in TARGETS) + " |"]
     rows.append("|---" * (len(TARGETS) + 1) + "|")
     for zoo in ZOO:
+        if names and zoo.name not in names:
+            continue
         with tempfile.TemporaryDirectory(prefix="tumorscan-zoo-") as folder:
             results = export_zoo_model(zoo, Path(folder))
         rows.append(f"| {zoo.name} | " + " | ".join(results[target.name] for target in TARGETS) + " |")
@@ -249,4 +252,4 @@ def zoo_table() -> str:
 
 
 if __name__ == "__main__":
-    print(zoo_table(), end="")
+    print(zoo_table(sys.argv[1:]), end="")

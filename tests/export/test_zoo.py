@@ -12,7 +12,7 @@ Markdown, for every model or the ones named).
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -237,6 +237,18 @@ def export_zoo_model(
         return results
 
 
+@pytest.fixture(autouse=True)
+def _free_models() -> Iterator[None]:
+    """Free each test's models: TensorFlow keeps memory from one model to the next."""
+    yield
+    import gc
+
+    import keras
+
+    keras.backend.clear_session()
+    gc.collect()
+
+
 @pytest.mark.parametrize("zoo", FAST, ids=lambda zoo: zoo.name)
 def test_tiny_models_with_tricky_layers_export_to_fp32_and_int8(zoo: ZooModel, tmp_path: Path) -> None:
     assert output_spread(zoo) > 0.05  # the fp32 comparison can fail
@@ -250,21 +262,40 @@ def test_every_zoo_model_exports_to_every_format_and_mode(zoo: ZooModel, tmp_pat
     assert export_zoo_model(zoo, tmp_path) == {target.name: WORKS for target in TARGETS}
 
 
-def zoo_table(names: list[str]) -> str:
-    """The README's table: model x format-mode, WORKS or the one-line reason (rows of `names`, or all)."""
+def zoo_row(name: str) -> str:
+    """One row of the README's table: its cells (WORKS or the one-line reason), then its output spread."""
     import tempfile
 
-    rows = ["| model | " + " | ".join(target.name for target in TARGETS) + " |"]
-    rows.append("|---" * (len(TARGETS) + 1) + "|")
+    (zoo,) = (zoo for zoo in ZOO if zoo.name == name)
+    with tempfile.TemporaryDirectory(prefix="tumorscan-zoo-") as folder:
+        results = export_zoo_model(zoo, Path(folder))
+    cells = [results[target.name] for target in TARGETS] + [f"{output_spread(zoo):.2g}"]
+    return f"| {zoo.name} | " + " | ".join(cells) + " |"
+
+
+def zoo_table(names: list[str]) -> str:
+    """The README's table for the models named (or all), each exported in its own process (TensorFlow
+    keeps memory from one model to the next)."""
+    import subprocess
+
+    rows = ["| model | " + " | ".join(target.name for target in TARGETS) + " | output spread |"]
+    rows.append("|---" * (len(TARGETS) + 2) + "|")
     for zoo in ZOO:
         if names and zoo.name not in names:
             continue
-        with tempfile.TemporaryDirectory(prefix="tumorscan-zoo-") as folder:
-            results = export_zoo_model(zoo, Path(folder))
-        rows.append(f"| {zoo.name} | " + " | ".join(results[target.name] for target in TARGETS) + " |")
+        child = subprocess.run(
+            [sys.executable, __file__, "--row", zoo.name], capture_output=True, text=True, check=False
+        )
+        lines = child.stdout.splitlines()
+        rows.append(
+            lines[-1] if child.returncode == 0 and lines else f"| {zoo.name} | crashed: {child.returncode} |"
+        )
         print(rows[-1], file=sys.stderr, flush=True)
     return "\n".join(rows) + "\n"
 
 
 if __name__ == "__main__":
-    print(zoo_table(sys.argv[1:]), end="")
+    if sys.argv[1:2] == ["--row"]:
+        print(zoo_row(sys.argv[2]))
+    else:
+        print(zoo_table(sys.argv[1:]), end="")

@@ -60,12 +60,42 @@ class ZooModel:
         return scores
 
 
+def _layers(model: Any) -> Iterator[Any]:
+    for layer in getattr(model, "layers", []):
+        yield layer
+        yield from _layers(layer)
+
+
+def _estimate_batch_norm(model: Any) -> None:
+    """Set each BatchNormalization's moving statistics to those of the sample training scans.
+
+    At random weights, with the initial statistics, most families return the same probabilities for
+    every image, which no comparison could fault; one training-mode pass at momentum 0 fixes that.
+    """
+    import keras
+
+    norms = [layer for layer in _layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    if not norms:
+        return
+    pixels = np.stack(
+        [load_pixels(scan.path, model.input_shape[1:3]) for scan in scan_dataset(SAMPLE / "train")]
+    )
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.momentum = 0.0
+    model(pixels.astype(np.float32), training=True)
+    for norm, momentum in zip(norms, momenta, strict=True):
+        norm.momentum = momentum
+
+
 def _seeded(build: Callable[[], Any]) -> Callable[[], Any]:
     def seeded() -> Any:
         import keras
 
         keras.utils.set_random_seed(0)
-        return build()
+        model = build()
+        _estimate_batch_norm(model)
+        return model
 
     return seeded
 
@@ -259,6 +289,7 @@ def test_tiny_models_with_tricky_layers_export_to_fp32_and_int8(zoo: ZooModel, t
 @pytest.mark.slow
 @pytest.mark.parametrize("zoo", ZOO, ids=lambda zoo: zoo.name)
 def test_every_zoo_model_exports_to_every_format_and_mode(zoo: ZooModel, tmp_path: Path) -> None:
+    assert output_spread(zoo) > 0.05  # the fp32 comparison can fail
     assert export_zoo_model(zoo, tmp_path) == {target.name: WORKS for target in TARGETS}
 
 

@@ -31,6 +31,7 @@ from tumorscan.spec import InputSpec, ModelSpec
 from tumorscan.train.distance import read_distance, with_distance_output
 from tumorscan.train.keras_file import file_sha256, load_keras, read_keras_spec
 
+from .adapt import check_classifier
 from .formats import CALIBRATION_METHODS, ExportJob, ExportTarget, parse_names
 from .graph import check_output_shape, check_probabilities, model_input_size, prepare_model
 from .parity import ExportParity, ParityLimits, ParityReport, format_parity, measure_parity, write_parity
@@ -338,6 +339,7 @@ def export_model(
     own_spec = _own_spec(model_path, options)
     log(f"Loading {model_path}")
     model = load_keras(model_path, allow_legacy=options.allow_legacy)
+    check_classifier(model, source)
     size = model_input_size(model, own_spec.input.size if own_spec else options.input_size, source)
     spec = own_spec or _foreign_spec(model, size, options, source)
     prepared = prepare_model(model, size, options.preprocess or "none", options.logits)

@@ -12,9 +12,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from tumorscan.errors import ModelError
+from tumorscan.errors import ModelError, TumorscanError
+from tumorscan.train.distance import named_outputs
 from tumorscan.train.normalization import normalization_layers
 
+from .adapt import grey_layers, single_output, with_depthwise_convolutions
 from .formats import import_optional
 
 PROBABILITY_TOLERANCE = 1e-3
@@ -31,11 +33,15 @@ def model_input_size(model: Any, requested: tuple[int, int] | None, source: str)
     """The (height, width) a model takes: its own input shape, or `requested` where that is dynamic.
 
     Raises:
-        ModelError: not one RGB image input, a dynamic size without `requested`, or a conflicting one.
+        ModelError: not one RGB or grey image input, a dynamic size without `requested`, or a
+            conflicting one.
     """
     shape = getattr(model, "input_shape", None)
-    if not isinstance(shape, tuple) or len(shape) != 4 or shape[3] not in (3, None):
-        raise ModelError(f"{source}: expected one RGB image input (batch, height, width, 3), got {shape}.")
+    if not isinstance(shape, tuple) or len(shape) != 4 or shape[3] not in (1, 3, None):
+        raise ModelError(
+            f"{source}: expected one image input (batch, height, width, 3 or 1 channels), got {shape}; "
+            "tumorscan exports image classifiers."
+        )
     own = shape[1:3]
     if None in own:
         if requested is None:
@@ -55,8 +61,11 @@ def prepare_model(
 ) -> Any:
     """The model to export: `normalization` baked in front, a Softmax behind when it outputs logits.
 
+    A one-channel model also gets the RGB -> grey rule in front, a one-element list output is
+    unwrapped and grouped depthwise convolutions are rewritten (see `tumorscan.export.adapt`).
+
     Args:
-        model: a loaded Keras model with one image input and one output.
+        model: a loaded Keras model with one image input (RGB or grey) and one output.
         size: (height, width) of the exported input.
         normalization: what to do to RGB 0-255 first (rescale, symmetric, caffe or none).
         logits: append a Softmax.
@@ -65,17 +74,48 @@ def prepare_model(
         `model` itself when nothing is added, else a new functional model around it.
     """
     keras = import_optional("keras", "Exporting models")
-    before = normalization_layers(normalization)
-    if not before and not logits:
+    grey = grey_layers(model)
+    if grey and normalization == "caffe":
+        raise TumorscanError("caffe preprocessing needs 3 colour channels; this model takes one (grey).")
+    before = [*grey, *normalization_layers(normalization)]
+    rewritten = with_depthwise_convolutions(model)
+    if (
+        not before
+        and not logits
+        and rewritten is model
+        and not isinstance(getattr(model, "output", None), list)
+    ):
         return model
     inputs = keras.Input(shape=(*size, 3), name="pixels")
     x = inputs
     for layer in before:
         x = layer(x)
-    x = model(x)
+    x = single_output(rewritten(x))
     if logits:
         x = keras.layers.Softmax(name="probabilities")(x)
     return keras.Model(inputs, x, name=f"{model.name}_export")
+
+
+def serving_function(model: Any, shape: tuple[int | None, ...], named: bool = False) -> Any:
+    """`model` traced on float32 `shape` input named "pixels", as (concrete function, its tf.Module).
+
+    The module tracks the tf.Variable under each Keras variable, so that converters and freezing
+    find the weights. The function returns its outputs by name (`named_outputs`: probabilities, then
+    the training distance where the model has that head) when `named` or when there are two; a
+    single output otherwise comes back as a plain tensor.
+    """
+    tf = import_optional("tensorflow", "Exporting models")
+    module = tf.Module()
+    module.tracked_variables = [variable.value for variable in model.weights]
+    signature = [tf.TensorSpec(shape, tf.float32, name="pixels")]
+
+    def serve(pixels: Any) -> Any:
+        if named or len(model.outputs) > 1:
+            return named_outputs(model, pixels)
+        return model(pixels, training=False)
+
+    module.serve = tf.function(serve, input_signature=signature, autograph=False)
+    return module.serve.get_concrete_function(), module
 
 
 def check_output_shape(model: Any, labels: tuple[str, ...], source: str) -> None:

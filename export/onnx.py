@@ -8,7 +8,10 @@ int8 activation ranges calibrated on the calibration scans. The spec is the meta
 
 from __future__ import annotations
 
+import logging
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,26 +19,81 @@ from tumorscan.errors import ModelError
 from tumorscan.files import atomic_write_bytes
 from tumorscan.integrity import onnx_integrity
 from tumorscan.spec import METADATA_KEY, ModelSpec
-from tumorscan.train.distance import named_outputs
 
 from .formats import ExportJob, import_optional
+from .graph import serving_function
 
 OPSET = 17
 INPUT_NAME = "pixels"
 BATCH_DIMENSION = "batch"
 
 
-def _fp32_proto(job: ExportJob) -> Any:
-    """The job's model as an ONNX ModelProto (float32, dynamic batch)."""
-    tf = import_optional("tensorflow", "Exporting ONNX models")
-    tf2onnx = import_optional("tf2onnx", "Exporting ONNX models")
-    model = job.model
-    signature = [tf.TensorSpec((None, *job.spec.input.size, 3), tf.float32, name=INPUT_NAME)]
-    function = tf.function(lambda pixels: named_outputs(model, pixels), input_signature=signature)
+def _erfc(graph: Any, node: Any, _name: str, _args: Any) -> None:
+    """tf2onnx handler of Erfc (exact GELU), which ONNX lacks: erfc(x) = 1 - erf(x)."""
+    import numpy as np
+    from tf2onnx import utils
+
+    node.type = "Erf"
+    one = graph.make_const(utils.make_name(f"{node.name}_one"), np.array(1, dtype=np.float32))
+    graph.insert_new_node_on_output("Sub", node.output[0], inputs=[one.output[0], node.output[0]])
+
+
+def _unconverted_ops(proto: Any) -> list[Any]:
+    """Nodes tf2onnx left as TensorFlow ops (no ONNX equivalent)."""
+    onnx = import_optional("onnx", "Exporting ONNX models")
+    return [node for node in proto.graph.node if not onnx.defs.has(node.op_type, node.domain)]
+
+
+@contextmanager
+def _quiet_converter() -> Iterator[None]:
+    """Hold back tf2onnx's log: optimizer tracebacks it recovers from, and errors reported here."""
+    logger = logging.getLogger("tf2onnx")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
     try:
-        proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=OPSET)
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _fp32_proto(job: ExportJob) -> Any:
+    """The job's model as an ONNX ModelProto (float32, dynamic batch).
+
+    The variables are frozen to constants first: tf2onnx otherwise turns constants that Keras
+    layers capture (e.g. Normalization's mean and variance) into extra graph inputs.
+
+    Raises:
+        ModelError: a TensorFlow op has no ONNX conversion (one line naming the layer and op).
+    """
+    import_optional("tensorflow", "Exporting ONNX models")
+    tf2onnx = import_optional("tf2onnx", "Exporting ONNX models")
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    function, _ = serving_function(job.model, (None, *job.spec.input.size, 3), named=True)
+    frozen = convert_variables_to_constants_v2(function)
+    source = frozen.inputs[0].name
+    outputs = {tensor.name: name for name, tensor in frozen.structured_outputs.items()}
+    try:
+        with _quiet_converter():
+            proto, _ = tf2onnx.convert.from_graph_def(
+                frozen.graph.as_graph_def(),
+                input_names=[source],
+                output_names=list(outputs),
+                opset=OPSET,
+                tensors_to_rename={source: INPUT_NAME, **outputs},
+                custom_op_handlers={"Erfc": (_erfc, [])},
+            )
     except Exception as exc:  # tf2onnx raises assorted errors for unsupported ops
         raise ModelError(f"{job.path.name}: ONNX conversion failed ({exc}).") from exc
+    unconverted = _unconverted_ops(proto)
+    if unconverted:
+        node = unconverted[0]
+        layer = node.name.rsplit("/", 1)[0]
+        raise ModelError(
+            f"{job.path.name}: layer {layer} uses TensorFlow op {node.op_type}, which has no ONNX "
+            f"conversion ({len(unconverted)} node(s)); export this model with --format tflite, or "
+            "replace the layer with stock Keras layers."
+        )
     for value in (*proto.graph.input, *proto.graph.output):
         value.type.tensor_type.shape.dim[0].dim_param = BATCH_DIMENSION
     return proto

@@ -16,10 +16,10 @@ from tumorscan.errors import ModelError
 from tumorscan.files import atomic_write_bytes
 from tumorscan.metadata import embed_tflite_metadata
 from tumorscan.spec import ModelSpec
-from tumorscan.train.distance import named_outputs
 from tumorscan.trust import DISTANCE_OUTPUT
 
 from .formats import ExportJob, import_optional
+from .graph import serving_function
 from .tflite_metadata import add_standard_metadata
 
 INPUT_NAME = "pixels"
@@ -28,17 +28,8 @@ INPUT_NAME = "pixels"
 def _converter(job: ExportJob) -> Any:
     """A TFLiteConverter for the job's model, traced at batch 1 and the spec's input size."""
     tf = import_optional("tensorflow", "Exporting TFLite models")
-    model = job.model
-    module = tf.Module()
-    # The converter finds the weights through the tracked tf.Variables under each Keras variable.
-    module.tracked_variables = [variable.value for variable in model.weights]
-    signature = [tf.TensorSpec((1, *job.spec.input.size, 3), tf.float32, name=INPUT_NAME)]
-
-    def serve(pixels: Any) -> Any:  # two outputs by name (probabilities first), one as a plain tensor
-        return named_outputs(model, pixels) if len(model.outputs) > 1 else model(pixels, training=False)
-
-    module.serve = tf.function(serve, input_signature=signature)
-    return tf.lite.TFLiteConverter.from_concrete_functions([module.serve.get_concrete_function()], module)
+    function, module = serving_function(job.model, (1, *job.spec.input.size, 3))
+    return tf.lite.TFLiteConverter.from_concrete_functions([function], module)
 
 
 def _optimized_converter(job: ExportJob) -> Any:

@@ -72,7 +72,8 @@ def _fp32_proto(job: ExportJob) -> Any:
     function, _ = serving_function(job.model, (None, *job.spec.input.size, 3), named=True)
     frozen = convert_variables_to_constants_v2(function)
     source = frozen.inputs[0].name
-    outputs = {tensor.name: name for name, tensor in frozen.structured_outputs.items()}
+    names = sorted(function.structured_outputs)  # a dict flattens by sorted key: the order of `outputs`
+    outputs = {tensor.name: name for name, tensor in zip(names, frozen.outputs, strict=True)}
     try:
         with _quiet_converter():
             proto, _ = tf2onnx.convert.from_graph_def(

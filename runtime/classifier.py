@@ -23,6 +23,7 @@ from .backends import Backend, TensorInfo, choose_backend, open_backend
 from .errors import ModelError, TumorscanError
 from .images import ImageSource, describe_source, load_pixels
 from .metadata import read_model_file, spec_from_text
+from .pipeline import decode_ahead
 from .spec import ModelSpec
 
 SHA256_SHORT = 12
@@ -199,13 +200,17 @@ class Classifier:
     def iter_predictions(
         self, sources: Iterable[ImageSource], batch_size: int = DEFAULT_BATCH_SIZE
     ) -> Iterator[Result]:
-        """Yield one result per source, in order: a Prediction, or a PredictionError for a bad scan."""
+        """Yield one result per source, in order: a Prediction, or a PredictionError for a bad scan.
+
+        Scans are decoded by a few threads, up to two batches ahead of the model (`tumorscan.pipeline`).
+        """
         batch: list[tuple[str, NDArray[np.uint8]]] = []
         pending: list[Result | None] = []
-        for source in sources:
+        size = self.spec.input.size
+        for source, decoded in decode_ahead(lambda s: load_pixels(s, size), sources, ahead=2 * batch_size):
             name = describe_source(source)
             try:
-                batch.append((name, load_pixels(source, self.spec.input.size)))
+                batch.append((name, decoded.result()))
                 pending.append(None)
             except TumorscanError as exc:
                 pending.append(PredictionError(name, exc.code, str(exc)))

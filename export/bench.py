@@ -34,6 +34,7 @@ from tumorscan.errors import MetadataError, TumorscanError
 from tumorscan.spec import ModelSpec
 
 from .bench_report import (
+    BASELINE,
     FAILED,
     INFER,
     KERAS,
@@ -83,6 +84,8 @@ class BenchOptions:
         threads: CPU threads of every runtime (TFLite, onnxruntime, TensorFlow).
         cold_runs: timed fresh processes per cold start, after one untimed run; 0 skips cold starts.
         progress: progress bar while the data is decoded.
+        baseline: folder of other exports of the same model (e.g. all-int8 beside --auto-float files):
+            each int8 file there is measured too, as "<format> baseline".
     """
 
     data: Path
@@ -94,6 +97,7 @@ class BenchOptions:
     threads: int = 2
     cold_runs: int = 3
     progress: bool = False
+    baseline: Path | None = None
 
 
 class WorkerError(TumorscanError):
@@ -198,6 +202,7 @@ def _measure(
         peak_rss_mb=measured["peak_rss_mb"],
         tensorflow_imported=measured["tensorflow_imported"],
         source_sha256=measured["source_sha256"],
+        pipeline=measured.get("pipeline"),
     )
     return row, np.load(probabilities)
 
@@ -342,14 +347,22 @@ def bench_model(model: Path, options: BenchOptions, log: Log = _silent) -> Model
             "count": len(scans),
             "size": [height, width],
             "scans": timed_scans,
+            "all_scans": [str(path) for path in scans.paths],
             "runs": options.runs,
             "warmup": options.warmup,
             "batch_size": options.batch_size,
             "threads": options.threads,
         }
-        for index, name in enumerate(options.formats, start=1):
-            log(f"{model}: {name} ({index}/{len(options.formats)})")
-            row, found = _measure(name, format_file(model, folder, name), job, workdir)
+        measured = [(name, format_file(model, folder, name)) for name in options.formats]
+        if options.baseline is not None:
+            measured += [
+                (f"{name} {BASELINE}", format_file(model, options.baseline, name))
+                for name in options.formats
+                if name.endswith("-int8")
+            ]
+        for index, (name, path) in enumerate(measured, start=1):
+            log(f"{model}: {name} ({index}/{len(measured)})")
+            row, found = _measure(name, path, job, workdir)
             log(_progress_line(row))
             rows.append(row)
             if found is not None:
@@ -439,6 +452,12 @@ def _log(message: str) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Write bench.json, bench.txt and bench.png here.",
 )
+@click.option(
+    "--baseline",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder of other exports of the same models (e.g. all-int8, beside --auto-float files in "
+    "--exports): their int8 files are measured too, side by side.",
+)
 @user_errors
 def bench_command(
     models: tuple[Path, ...],
@@ -451,6 +470,7 @@ def bench_command(
     threads: int,
     cold_runs: int,
     out: Path | None,
+    baseline: Path | None,
 ) -> None:
     """Measure MODELS (.keras) against their exported TFLite and ONNX files, side by side.
 
@@ -470,6 +490,7 @@ def bench_command(
         threads=threads,
         cold_runs=cold_runs,
         progress=True,
+        baseline=baseline,
     )
     report = run_bench(models, options, log=_log)
     click.echo(format_bench(report), nl=False)

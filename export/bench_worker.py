@@ -31,6 +31,7 @@ from tumorscan.errors import ModelError, TumorscanError
 KERAS = "keras"
 KERAS_PREDICT = "keras-predict"
 MIN_THROUGHPUT_BATCHES = 2
+PIPELINE_ROUNDS = 3
 
 Pixels = NDArray[np.uint8]
 
@@ -60,6 +61,8 @@ class Runner:
     source_sha256: str | None
     import_s: float
     load_s: float
+    classifier: Any = None
+    """The runtime's Classifier (runtime formats only): decode and pipeline timings."""
 
 
 def keras_runner(path: Path, threads: int) -> Runner:
@@ -124,6 +127,7 @@ def runtime_runner(path: Path, threads: int) -> Runner:
         source_sha256=classifier.spec.source_sha256,
         import_s=imported - started,
         load_s=loaded - imported,
+        classifier=classifier,
     )
 
 
@@ -188,6 +192,52 @@ def _all_probabilities(runner: Runner, job: dict[str, Any]) -> NDArray[np.float3
     return np.concatenate(rows).astype(np.float32)
 
 
+def _full_decode_label(classifier: Any, source: str) -> str:
+    """File in, label out as before half-scale decoding: the whole JPEG decoded, then resized."""
+    from tumorscan.images import decode_scan, resize, to_rgb
+
+    size = classifier.spec.input.size
+    pixels = np.asarray(resize(to_rgb(decode_scan(source)), size), dtype=np.uint8)
+    return str(classifier.labels[int(np.argmax(classifier.probabilities(pixels[np.newaxis])[0]))])
+
+
+def _serial_many(classifier: Any, sources: list[str], batch_size: int) -> None:
+    """predict_many as before the pipeline: decode each scan in turn, run each full batch."""
+    from tumorscan.images import load_pixels
+
+    size = classifier.spec.input.size
+    for start in range(0, len(sources), batch_size):
+        batch = [load_pixels(source, size) for source in sources[start : start + batch_size]]
+        classifier.probabilities(np.stack(batch))
+
+
+def pipeline_speed(runner: Runner, job: dict[str, Any]) -> dict[str, Any]:
+    """Decode options and the many-scan pipeline against the bare model call, interleaved in rounds.
+
+    One scan: file in, label out with half-scale decoding (as now) and with a full decode (as before).
+    Many scans (every scan of the data): the bare calls on pre-decoded pixels one at a time, the old
+    serial loop, and `predict_many`; seconds are the median over `PIPELINE_ROUNDS` interleaved rounds.
+    """
+    classifier, sources = runner.classifier, job["all_scans"]
+    scans: Iterator[str] = itertools.cycle(job["scans"])
+    full = timings(lambda: _full_decode_label(classifier, next(scans)), job["runs"], job["warmup"])
+    pixels = read_pixels(job, 0, job["count"])
+    ways: dict[str, Callable[[], object]] = {
+        "bare_calls": lambda: [classifier.probabilities(pixels[i : i + 1]) for i in range(len(pixels))],
+        "serial": lambda: _serial_many(classifier, sources, job["batch_size"]),
+        "pipeline": lambda: classifier.predict_many(sources, batch_size=job["batch_size"]),
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(PIPELINE_ROUNDS):
+        for name, way in ways.items():
+            seconds[name] += timings(way, 1, 0)
+    return {
+        "e2e_full_decode_ms": summary_ms(full),
+        "scans": len(sources),
+        **{f"{name}_s": float(np.median(values)) for name, values in seconds.items()},
+    }
+
+
 def measure(job: dict[str, Any]) -> dict[str, Any]:
     """Every measurement of one model file; saves its probabilities to `job["probabilities"]`."""
     path = Path(job["model"])
@@ -214,6 +264,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         "throughput": throughput,
         "peak_rss_mb": peak_rss_mb(),
         "tensorflow_imported": "tensorflow" in sys.modules,
+        "pipeline": pipeline_speed(runner, job) if runner.classifier and job.get("all_scans") else None,
     }
 
 

@@ -212,15 +212,28 @@ def _serial_many(classifier: Any, sources: list[str], batch_size: int) -> None:
 
 
 def pipeline_speed(runner: Runner, job: dict[str, Any]) -> dict[str, Any]:
-    """Decode options and the many-scan pipeline against the bare model call, interleaved in rounds.
+    """Decode options and the many-scan pipeline against the bare model call, interleaved.
 
-    One scan: file in, label out with half-scale decoding (as now) and with a full decode (as before).
-    Many scans (every scan of the data): the bare calls on pre-decoded pixels one at a time, the old
-    serial loop, and `predict_many`; seconds are the median over `PIPELINE_ROUNDS` interleaved rounds.
+    One scan (each timed run: the three ways in turn on the same scan): the bare call on pre-decoded
+    pixels, file in, label out with half-scale decoding (as now) and with a full decode (as before).
+    Many scans (every scan of the data), in `PIPELINE_ROUNDS` rounds of the three ways in turn: the bare
+    calls one scan at a time, the old serial loop, and `predict_many`; seconds are medians of the rounds.
     """
     classifier, sources = runner.classifier, job["all_scans"]
-    scans: Iterator[str] = itertools.cycle(job["scans"])
-    full = timings(lambda: _full_decode_label(classifier, next(scans)), job["runs"], job["warmup"])
+    one = read_pixels(job, 0, 1)
+    singles: dict[str, Callable[[str], object]] = {
+        "bare_ms": lambda scan: classifier.probabilities(one),
+        "e2e_ms": classifier.predict,
+        "e2e_full_decode_ms": lambda scan: _full_decode_label(classifier, scan),
+    }
+    single_seconds: dict[str, list[float]] = {name: [] for name in singles}
+    for index, scan in enumerate(
+        itertools.islice(itertools.cycle(job["scans"]), job["warmup"] + job["runs"])
+    ):
+        for name, way in singles.items():
+            seconds = timings(lambda: way(scan), 1, 0)  # noqa: B023 - called at once
+            if index >= job["warmup"]:
+                single_seconds[name] += seconds
     pixels = read_pixels(job, 0, job["count"])
     ways: dict[str, Callable[[], object]] = {
         "bare_calls": lambda: [classifier.probabilities(pixels[i : i + 1]) for i in range(len(pixels))],
@@ -232,7 +245,7 @@ def pipeline_speed(runner: Runner, job: dict[str, Any]) -> dict[str, Any]:
         for name, way in ways.items():
             seconds[name] += timings(way, 1, 0)
     return {
-        "e2e_full_decode_ms": summary_ms(full),
+        **{name: summary_ms(values) for name, values in single_seconds.items()},
         "scans": len(sources),
         **{f"{name}_s": float(np.median(values)) for name, values in seconds.items()},
     }

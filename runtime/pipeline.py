@@ -15,8 +15,8 @@ from typing import TypeVar
 Item = TypeVar("Item")
 Value = TypeVar("Value")
 
-DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
-"""Decoding threads."""
+DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
+"""Decoding threads: two keep the model fed on a 2-core machine without crowding the model's own threads."""
 
 
 def decode_ahead(

@@ -406,6 +406,13 @@ def _format_pipeline(row: FormatResult) -> str:
     )
 
 
+def _format_decoding(row: FormatResult) -> str:
+    ways = (row.pipeline or {})["decode_ms"]
+    return "  decoding to pixels, ms (share of scans with the rule's pixels): " + ", ".join(
+        f"{name} {way['median']:.2f} ({way['same_pixels']:.0%})" for name, way in ways.items()
+    )
+
+
 def _format_ratio(ratio: Ratio) -> str:
     value = "n/a" if ratio.value is None else f"{ratio.value:.2f}{ratio.unit}"
     verdict = {True: "PASS", False: "FAIL", None: "n/a"}[ratio.passed]
@@ -434,6 +441,7 @@ def format_bench(report: BenchReport) -> str:
             *(_format_cold(cold) for cold in bench.cold_start.values()),
             "decoding and pipeline (the ways timed in turn, medians):",
             *(_format_pipeline(row) for row in bench.formats if row.pipeline),
+            *[_format_decoding(row) for row in bench.formats if row.pipeline][:1],
             "ratios:",
             *(_format_ratio(ratio) for ratio in bench.ratios),
             *(f"note: {note}" for note in bench.notes),

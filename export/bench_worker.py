@@ -201,6 +201,58 @@ def _full_decode_label(classifier: Any, source: str) -> str:
     return str(classifier.labels[int(np.argmax(classifier.probabilities(pixels[np.newaxis])[0]))])
 
 
+def decoders(size: tuple[int, int]) -> dict[str, Callable[[str], Pixels]]:
+    """Ways to turn a scan file into model pixels: the rule (`load_pixels`) and the others measured beside it.
+
+    full: the whole JPEG decoded (the rule before half-scale decoding). any_scale: Pillow's draft at
+    the smallest DCT scale (1/2, 1/4 or 1/8) still at least the target. reduce: full decode, then
+    `Image.reduce` by the largest whole factor, then the resize. Only `rule` is what models see.
+    """
+    from PIL import Image
+
+    from tumorscan.images import decode_scan, load_pixels, resize, to_rgb
+
+    def pixels(image: Image.Image) -> Pixels:
+        return np.asarray(resize(to_rgb(image), size), dtype=np.uint8)
+
+    def any_scale(source: str) -> Pixels:
+        with Image.open(source) as image:
+            image.draft(image.mode, (size[1], size[0]))
+            return pixels(image)
+
+    def reduce(source: str) -> Pixels:
+        image = decode_scan(source)
+        factor = max(1, min(image.width // size[1], image.height // size[0]))
+        return pixels(image.reduce(factor) if factor > 1 else image)
+
+    return {
+        "rule": lambda source: load_pixels(source, size),
+        "full": lambda source: pixels(decode_scan(source)),
+        "any_scale": any_scale,
+        "reduce": reduce,
+    }
+
+
+def decode_speed(size: tuple[int, int], scans: list[str], warmup: int) -> dict[str, Any]:
+    """Each of `decoders` on each scan in turn: milliseconds, and how often it gives the rule's pixels."""
+    ways = decoders(size)
+    seconds: dict[str, list[float]] = {name: [] for name in ways}
+    same: dict[str, list[bool]] = {name: [] for name in ways}
+    for index, scan in enumerate(scans):
+        results = {}
+        for name, way in ways.items():
+            start = time.perf_counter()
+            results[name] = way(scan)
+            if index >= warmup:
+                seconds[name].append(time.perf_counter() - start)
+        for name, found in results.items():
+            same[name].append(bool(np.array_equal(found, results["rule"])))
+    return {
+        name: {**summary_ms(values), "same_pixels": float(np.mean(same[name]))}
+        for name, values in seconds.items()
+    }
+
+
 def _serial_many(classifier: Any, sources: list[str], batch_size: int) -> None:
     """predict_many as before the pipeline: decode each scan in turn, run each full batch."""
     from tumorscan.images import load_pixels
@@ -245,6 +297,7 @@ def pipeline_speed(runner: Runner, job: dict[str, Any]) -> dict[str, Any]:
             seconds[name] += timings(way, 1, 0)
     return {
         **{name: summary_ms(values) for name, values in single_seconds.items()},
+        "decode_ms": decode_speed(classifier.spec.input.size, job["scans"], job["warmup"]),
         "scans": len(sources),
         **{f"{name}_s": float(np.median(values)) for name, values in seconds.items()},
     }

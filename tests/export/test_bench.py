@@ -68,6 +68,9 @@ def test_every_format_is_measured_with_positive_numbers(bench_run: tuple[Any, Pa
         assert speed["scans"] == 8, name
         for key in ("bare_ms", "e2e_ms", "e2e_full_decode_ms"):
             assert 0 < speed[key]["median"] <= speed[key]["p90"], (name, key)
+        decoding = speed["decode_ms"]
+        assert list(decoding) == ["rule", "full", "any_scale", "reduce"], name
+        assert decoding["rule"]["same_pixels"] == 1.0 and all(way["median"] > 0 for way in decoding.values())
         assert all(speed[key] > 0 for key in ("bare_calls_s", "serial_s", "pipeline_s")), name
     for baseline in baselines:
         assert rows[baseline]["accuracy"] == rows[baseline.removesuffix(" baseline")]["accuracy"]

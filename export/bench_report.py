@@ -268,7 +268,7 @@ def _single(bench: ModelBench, name: str, numerator: str) -> float | None:
 SPEED_TARGETS: tuple[RatioTarget, ...] = (
     RatioTarget(
         "tflite_int8_e2e_over_bare_now",
-        "TFLite int8 one scan file->label / bare call (interleaved)",
+        "TFLite int8 file->label / bare call, interleaved",
         "<=",
         2.0,
         "x",

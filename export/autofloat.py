@@ -43,6 +43,8 @@ from .parity import (
 if TYPE_CHECKING:
     from .formats import ExportJob
 
+RANKING_SAMPLES = 16
+"""Held-out scans the layers are ranked on (the debuggers keep every activation of each in memory)."""
 RANKING_SHOWN = 10
 """How many of the worst-ranked layers the spec lists."""
 SPEED_ROUNDS = 15
@@ -190,7 +192,7 @@ def choose_float_layers(
 ) -> tuple[list[FloatLayer], dict[str, Any]]:
     """Run the search; returns the float layers and a summary for the spec (`quantization.auto_float`)."""
     held_out, log = options.held_out, options.log
-    samples = held_out.pixels[:: max(1, len(held_out.pixels) // 32)]
+    samples = held_out.pixels[:: max(1, len(held_out.pixels) // RANKING_SAMPLES)][:RANKING_SAMPLES]
     ranked = quantizer.layers(samples)
     log(
         f"  {len(ranked)} quantized layers; worst: "

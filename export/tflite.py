@@ -149,7 +149,8 @@ def write_int8(job: ExportJob) -> Path:
 class TFLiteQuantizer:
     """LiteRT's quantizer with a choice of float layers (`denylisted_nodes`), calibrated once.
 
-    Input is uint8 (raw pixels); output is uint8, or float32 when some layer stays float.
+    Input is uint8 (raw pixels), or float32 when the first layer stays float; output is uint8, or
+    float32 when some layer stays float.
     """
 
     speed_ops = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")

@@ -109,6 +109,19 @@ def parity_limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
     "in its metadata (calibration scans are left out).",
 )
 @click.option("--parity-audit", type=click.Path(path_type=Path), help="audit.json of the --parity folder.")
+@click.option(
+    "--auto-float",
+    is_flag=True,
+    help="int8: keep in float the layers that are faster in float, and the fewest needed to pass the "
+    "parity limits on the --parity folder; the file's metadata lists them and why.",
+)
+@click.option(
+    "--max-float",
+    type=click.IntRange(min=0),
+    default=4,
+    show_default=True,
+    help="With --auto-float: the most layers reverted to float for parity.",
+)
 @parity_limit_options
 @quiet_unless_verbose
 @version_option
@@ -130,6 +143,8 @@ def export_command(
     input_size: tuple[int, int] | None,
     parity_data: Path | None,
     parity_audit: Path | None,
+    auto_float: bool,
+    max_float: int,
     min_agreement: float,
     max_drop: float,
     max_prob_diff: float | None,
@@ -152,6 +167,8 @@ def export_command(
         parity_data=parity_data,
         parity_audit=parity_audit,
         parity_limits=ParityLimits(min_agreement, max_drop, max_prob_diff),
+        auto_float=auto_float,
+        max_float=max_float,
     )
     report = export_model(model, options, log=_log, progress=True)
     click.echo(report.to_text(), nl=False)

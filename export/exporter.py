@@ -39,6 +39,8 @@ from .parity import ExportParity, ParityLimits, ParityReport, format_parity, mea
 if TYPE_CHECKING:
     from tumorscan.calibration import CalibrationSet
 
+    from .autofloat import AutoFloat
+
 REPORT_JSON = "export_report.json"
 REPORT_TEXT = "export_report.txt"
 OUTPUT_CHECK_IMAGES = 8
@@ -69,6 +71,9 @@ class ExportOptions:
             the results are stored in each file's metadata.
         parity_audit: audit.json of `parity_data`, to add its clean subset to the check.
         parity_limits: pass/fail limits of the check.
+        auto_float: int8 targets keep the layers float that are faster in float or needed to pass
+            parity on `parity_data` (`tumorscan.export.autofloat`), at most `max_float` for parity.
+        max_float: the most layers reverted to float for parity.
     """
 
     targets: tuple[ExportTarget, ...]
@@ -85,6 +90,8 @@ class ExportOptions:
     parity_data: Path | None = None
     parity_audit: Path | None = None
     parity_limits: ParityLimits = field(default_factory=ParityLimits)
+    auto_float: bool = False
+    max_float: int = 4
 
 
 @dataclass(frozen=True)
@@ -308,6 +315,19 @@ def _silent(message: str) -> None:
     """A log that says nothing."""
 
 
+def _auto_float(
+    prepared: Any, spec: ModelSpec, options: ExportOptions, manifest: Path | None, log: Log, progress: bool
+) -> AutoFloat | None:
+    """The float-layer search of the int8 targets, judged on the --parity folder (None when off)."""
+    if not options.auto_float or options.parity_data is None:
+        return None
+    from .autofloat import AutoFloat, load_held_out
+
+    log(f"Decoding {options.parity_data} to choose float layers")
+    held_out = load_held_out(prepared, spec, options.parity_data, manifest, progress)
+    return AutoFloat(held_out, options.parity_limits, options.max_float, log=log)
+
+
 def export_model(
     model_path: Path, options: ExportOptions, log: Log = _silent, progress: bool = False
 ) -> ExportReport:
@@ -335,6 +355,11 @@ def export_model(
             "like the training set."
         )
     refuse_split_roots(root, options.parity_data)
+    if options.auto_float and options.parity_data is None:
+        raise TumorscanError(
+            "--auto-float needs a labelled folder to judge parity on: pass --parity DIR "
+            "(e.g. the test split)."
+        )
     ensure_writable(options.out_dir)
     own_spec = _own_spec(model_path, options)
     log(f"Loading {model_path}")
@@ -356,6 +381,8 @@ def export_model(
     spec = spec.with_updates(source_sha256=file_sha256(model_path), provenance=provenance())
     distance = read_distance(model_path) if own_spec is not None and own_spec.trust else None
     exported_model = prepared if distance is None else with_distance_output(prepared, distance, source)
+    manifest = options.out_dir / f"{stem}-calibration.json" if calibration is not None else None
+    auto_float = _auto_float(prepared, spec, options, manifest, log, progress)
     files = tuple(
         _write_timed(
             ExportJob(
@@ -366,6 +393,7 @@ def export_model(
                 calibration=calibration,
                 calibration_summary=summary,
                 calibration_method=options.calibration_method,
+                auto_float=auto_float if target.calibrated else None,
             ),
             source_size,
             log,
@@ -374,7 +402,6 @@ def export_model(
     )
     parity = None
     if options.parity_data is not None:
-        manifest = options.out_dir / f"{stem}-calibration.json" if calibration is not None else None
         log(f"Checking parity on {options.parity_data}")
         parity = measure_parity(
             prepared,

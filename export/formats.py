@@ -19,6 +19,8 @@ from tumorscan.spec import ModelSpec
 if TYPE_CHECKING:
     from tumorscan.calibration import CalibrationSet
 
+    from .autofloat import AutoFloat
+
 Writer = Callable[["ExportJob"], Path]
 
 
@@ -78,6 +80,7 @@ class ExportJob:
         calibration: the scans that calibrate int8 quantization (None when no target needs them).
         calibration_summary: what goes into the spec's `calibration` field of calibrated files.
         calibration_method: ONNX calibration: minmax, entropy or percentile.
+        auto_float: int8 targets: choose the layers that stay float (`tumorscan.export.autofloat`).
     """
 
     target: ExportTarget
@@ -87,6 +90,7 @@ class ExportJob:
     calibration: CalibrationSet | None = None
     calibration_summary: dict[str, Any] | None = None
     calibration_method: str = "minmax"
+    auto_float: AutoFloat | None = None
 
     def require_calibration(self) -> CalibrationSet:
         """The calibration set, which calibrated targets cannot do without."""

@@ -10,22 +10,27 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from tumorscan.errors import ModelError
 from tumorscan.files import atomic_write_bytes
 from tumorscan.integrity import onnx_integrity
 from tumorscan.spec import METADATA_KEY, ModelSpec
 
+from .autofloat import Layer, choose_float
 from .formats import ExportJob, import_optional
 from .graph import serving_function
 
 OPSET = 17
 INPUT_NAME = "pixels"
 BATCH_DIMENSION = "batch"
+PASS_THROUGH_OPS = ("Relu", "Clip", "MaxPool", "Reshape", "Transpose", "Flatten", "Squeeze", "Identity")
+"""Ops whose int8 output only carries their producer's quantization (ranked as that producer)."""
 
 
 def _erfc(graph: Any, node: Any, _name: str, _args: Any) -> None:
@@ -137,36 +142,16 @@ def write_fp32(job: ExportJob) -> Path:
 
 
 def write_int8(job: ExportJob) -> Path:
-    """Static QDQ int8: per-channel int8 weights, int8 activations calibrated on the calibration scans."""
-    from tumorscan.calibration import OnnxCalibrationReader
+    """Static QDQ int8: per-channel int8 weights, int8 activations calibrated on the calibration scans.
 
+    With `job.auto_float`, the nodes chosen by `tumorscan.export.autofloat` stay float.
+    """
     onnx = import_optional("onnx", "Exporting ONNX models")
-    quantization = import_optional("onnxruntime.quantization", "Quantizing ONNX models")
-    shape_inference = import_optional("onnxruntime.quantization.shape_inference", "Quantizing ONNX models")
-    methods = {
-        "minmax": quantization.CalibrationMethod.MinMax,
-        "entropy": quantization.CalibrationMethod.Entropy,
-        "percentile": quantization.CalibrationMethod.Percentile,
-    }
-    reader = OnnxCalibrationReader(job.require_calibration(), INPUT_NAME)
     with tempfile.TemporaryDirectory(prefix="tumorscan-onnx-") as folder:
-        fp32, prepared, quantized = (Path(folder) / f"{name}.onnx" for name in ("fp32", "prepared", "int8"))
-        onnx.save(_fp32_proto(job), fp32)
-        # ONNX's own shape inference covers image classifiers; the symbolic pass needs sympy.
-        shape_inference.quant_pre_process(fp32, prepared, skip_symbolic_shape=True)
-        try:
-            quantization.quantize_static(
-                prepared,
-                quantized,
-                reader,
-                quant_format=quantization.QuantFormat.QDQ,
-                per_channel=True,
-                activation_type=quantization.QuantType.QInt8,
-                weight_type=quantization.QuantType.QInt8,
-                calibrate_method=methods[job.calibration_method],
-            )
-        except Exception as exc:  # onnxruntime raises its own error types
-            raise ModelError(f"{job.path.name}: ONNX int8 quantization failed ({exc}).") from exc
+        quantizer = OnnxQuantizer(job, Path(folder))
+        float_nodes, recorded = choose_float(quantizer, ".onnx", job)
+        quantized = Path(folder) / "int8.onnx"
+        quantizer.quantize(float_nodes, quantized)
         proto = onnx.load(quantized)
     return _save(
         job,
@@ -176,4 +161,87 @@ def write_int8(job: ExportJob) -> Path:
         format="QDQ",
         per_channel=True,
         calibration_method=job.calibration_method,
+        **recorded,
     )
+
+
+class OnnxQuantizer:
+    """Static QDQ int8 with a choice of float nodes (`nodes_to_exclude`), calibrated once."""
+
+    speed_ops: tuple[str, ...] = ("Conv", "Gemm", "MatMul")
+
+    def __init__(self, job: ExportJob, folder: Path) -> None:
+        onnx = import_optional("onnx", "Exporting ONNX models")
+        shape_inference = import_optional(
+            "onnxruntime.quantization.shape_inference", "Quantizing ONNX models"
+        )
+        self._job, self._folder = job, folder
+        fp32 = folder / "fp32.onnx"
+        self._prepared, self._cache = folder / "prepared.onnx", folder / "calibration.json"
+        onnx.save(_fp32_proto(job), fp32)
+        # ONNX's own shape inference covers image classifiers; the symbolic pass needs sympy.
+        shape_inference.quant_pre_process(fp32, self._prepared, skip_symbolic_shape=True)
+
+    def quantize(self, float_nodes: Sequence[str], path: Path) -> None:
+        """Write the int8 model (no spec) with `float_nodes` left in float."""
+        from tumorscan.calibration import OnnxCalibrationReader
+
+        quantization = import_optional("onnxruntime.quantization", "Quantizing ONNX models")
+        methods = {
+            "minmax": quantization.CalibrationMethod.MinMax,
+            "entropy": quantization.CalibrationMethod.Entropy,
+            "percentile": quantization.CalibrationMethod.Percentile,
+        }
+        calibrated = self._cache.is_file()
+        reader = None if calibrated else OnnxCalibrationReader(self._job.require_calibration(), INPUT_NAME)
+        try:
+            quantization.quantize_static(
+                self._prepared,
+                path,
+                reader,
+                quant_format=quantization.QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=quantization.QuantType.QInt8,
+                weight_type=quantization.QuantType.QInt8,
+                calibrate_method=methods[self._job.calibration_method],
+                nodes_to_exclude=list(float_nodes),
+                calibration_cache_path=self._cache,
+            )
+        except Exception as exc:  # onnxruntime raises its own error types
+            raise ModelError(f"{self._job.path.name}: ONNX int8 quantization failed ({exc}).") from exc
+
+    def layers(self, samples: Any) -> list[Layer]:
+        """Every quantized node, ranked by the SQNR of its output (qdq_loss_debug), lowest first."""
+        onnx = import_optional("onnx", "Exporting ONNX models")
+        debug = import_optional("onnxruntime.quantization.qdq_loss_debug", "Quantizing ONNX models")
+        quantized = self._folder / "all-int8.onnx"
+        self.quantize([], quantized)
+        feeds = [{INPUT_NAME: image[np.newaxis].astype(np.float32)} for image in samples]
+        activations = []
+        for model in (quantized, self._prepared):
+            augmented = model.with_name(f"{model.stem}-debug.onnx")
+            debug.modify_model_output_intermediate_tensors(model, augmented)
+            activations.append(debug.collect_activations(str(augmented), feeds))
+        errors = debug.compute_activation_error(debug.create_activation_matching(*activations))
+        nodes = onnx.load(self._prepared).graph.node
+        producers = {out: node for node in nodes for out in node.output}
+        worst: dict[str, float] = {}
+        for name, error in errors.items():
+            node = producers.get(name)
+            while (
+                node is not None and node.op_type in PASS_THROUGH_OPS
+            ):  # Relu, pooling: its producer's error
+                node = producers.get(node.input[0])
+            if node is not None and np.isfinite(error["qdq_err"]):
+                worst[node.name] = min(worst.get(node.name, np.inf), error["qdq_err"])
+        ops = {node.name: node.op_type for node in nodes}
+        layers = [Layer(name, ops[name], -sqnr, f"SQNR {sqnr:.1f} dB") for name, sqnr in worst.items()]
+        return sorted(layers, key=lambda layer: -layer.error)
+
+    def write(self, float_layers: Sequence[str], path: Path) -> None:
+        """Write the int8 model with these nodes in float, the job's spec embedded."""
+        onnx = import_optional("onnx", "Exporting ONNX models")
+        self.quantize(float_layers, path)
+        proto = onnx.load(path)
+        _set_spec(proto, self._job.file_spec())
+        atomic_write_bytes(path, proto.SerializeToString())

@@ -9,8 +9,15 @@ then the standard image-classifier metadata (`tflite_metadata`), written last be
 
 from __future__ import annotations
 
+import csv
+import io
+import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 from tumorscan.errors import ModelError
 from tumorscan.files import atomic_write_bytes
@@ -18,6 +25,7 @@ from tumorscan.metadata import embed_tflite_metadata
 from tumorscan.spec import ModelSpec
 from tumorscan.trust import DISTANCE_OUTPUT
 
+from .autofloat import Layer, choose_float
 from .formats import ExportJob, import_optional
 from .graph import serving_function
 from .tflite_metadata import add_standard_metadata
@@ -119,10 +127,28 @@ def write_dynamic(job: ExportJob) -> Path:
 
 
 def write_int8(job: ExportJob) -> Path:
-    """Full-integer int8: integer kernels only, uint8 input (raw pixels) and uint8 output."""
+    """Full-integer int8: integer kernels only, uint8 input (raw pixels) and uint8 output.
+
+    With `job.auto_float`, the layers chosen by `tumorscan.export.autofloat` stay float (their
+    kernels are float builtins, and the output is float32).
+    """
     from tumorscan.calibration import tflite_representative_dataset
 
     tf = import_optional("tensorflow", "Exporting TFLite models")
+    if job.auto_float is not None:
+        quantizer = TFLiteQuantizer(job)
+        float_layers, recorded = choose_float(quantizer, ".tflite", job)
+        model_bytes = quantizer.quantize(float_layers)
+        return _save(
+            job,
+            model_bytes,
+            weights="int8",
+            activations="int8",
+            kernels="TFLITE_BUILTINS_INT8 and TFLITE_BUILTINS" if float_layers else "TFLITE_BUILTINS_INT8",
+            calibration_method="minmax",
+            **_io_quantization(model_bytes),
+            **recorded,
+        )
     converter = _optimized_converter(job)
     converter.representative_dataset = tflite_representative_dataset(job.require_calibration())
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -138,3 +164,72 @@ def write_int8(job: ExportJob) -> Path:
         calibration_method="minmax",
         **_io_quantization(model_bytes),
     )
+
+
+class TFLiteQuantizer:
+    """LiteRT's quantizer with a choice of float layers (`denylisted_nodes`), calibrated once.
+
+    Input is uint8 (raw pixels), or float32 when the first layer stays float; output is uint8, or
+    float32 when some layer stays float.
+    """
+
+    speed_ops: tuple[str, ...] = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+
+    def __init__(self, job: ExportJob) -> None:
+        from tumorscan.calibration import tflite_representative_dataset
+
+        self._job = job
+        converter = _optimized_converter(job)
+        converter.representative_dataset = tflite_representative_dataset(job.require_calibration())
+        converter.experimental_mlir_quantizer = True
+        converter._experimental_calibrate_only = True  # the ranges, for every quantize() below
+        self._calibrated = _convert(job, converter)
+
+    def _quantize(self, float_layers: Sequence[str], verify: bool = False) -> bytes:
+        tf = import_optional("tensorflow", "Exporting TFLite models")
+        from tensorflow.lite.python.convert import mlir_quantize
+        from tensorflow.lite.python.util import modify_model_io_type
+
+        model_bytes: bytes = mlir_quantize(
+            self._calibrated, enable_numeric_verify=verify, denylisted_nodes=list(float_layers) or None
+        )
+        if verify:  # float input and output, as the debugger feeds and reads them
+            return model_bytes
+        # With a float layer the output stays float; a float last layer would be requantized otherwise.
+        output = tf.float32 if float_layers else tf.uint8
+        return bytes(modify_model_io_type(model_bytes, tf.uint8, output))
+
+    def quantize(self, float_layers: Sequence[str]) -> bytes:
+        """The int8 model (no spec) with these layers (named by their output tensors) in float."""
+        try:
+            return self._quantize(float_layers)
+        except Exception as exc:  # the quantizer raises assorted errors
+            raise ModelError(f"{self._job.path.name}: TFLite int8 quantization failed ({exc}).") from exc
+
+    def layers(self, samples: NDArray[np.uint8]) -> list[Layer]:
+        """Every quantized layer, ranked by RMSE / scale of its output (QuantizationDebugger), worst first."""
+        from ai_edge_litert.interpreter import Interpreter
+
+        tf = import_optional("tensorflow", "Exporting TFLite models")
+        debug_model = self._quantize([], verify=True)
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            quant_debug_model_content=debug_model,
+            debug_dataset=lambda: ([image[np.newaxis].astype(np.float32)] for image in samples),
+        )
+        names = {d["index"]: d["name"] for d in Interpreter(model_content=debug_model).get_tensor_details()}
+        plain = {d["name"] for d in Interpreter(model_content=self.quantize([])).get_tensor_details()}
+        debugger.run()
+        dump = io.StringIO()
+        debugger.layer_statistics_dump(dump)
+        layers = []
+        for row in csv.DictReader(io.StringIO(dump.getvalue())):
+            ratio = math.sqrt(float(row["mean_squared_error"])) / float(row["scale"])
+            name = names[int(row["tensor_idx"])]
+            if name[:-1] in plain and name not in plain:  # the debug copy of a tensor gets a digit appended
+                name = name[:-1]
+            layers.append(Layer(name, row["op_name"], ratio, f"RMSE/scale {ratio:.2f}"))
+        return sorted(layers, key=lambda layer: -layer.error)
+
+    def write(self, float_layers: Sequence[str], path: Path) -> None:
+        """Write the int8 model with these layers in float, the job's spec embedded."""
+        atomic_write_bytes(path, embed_tflite_metadata(self.quantize(float_layers), self._job.file_spec()))

@@ -25,6 +25,7 @@ from .explain import occlusion_map
 from .images import ImageSource, describe_source, load_pixels
 from .integrity import verify_integrity
 from .metadata import read_model_file, spec_from_text
+from .pipeline import decode_ahead
 from .spec import ModelSpec
 from .trust import Trust, unavailable_note
 
@@ -274,14 +275,19 @@ class Classifier:
     ) -> Iterator[Result]:
         """Yield one result per source, in order: a Prediction, or a PredictionError for a bad scan.
 
-        Only the model can end the iteration early (ModelError); a bad scan never does.
+        Only the model can end the iteration early (ModelError); a bad scan never does. Scans are
+        decoded by a few threads, up to two batches ahead of the model (`tumorscan.pipeline`).
         """
         batch: list[tuple[str, NDArray[np.uint8]]] = []
         pending: list[Result | None] = []
-        for source in sources:
+
+        def read(source: ImageSource) -> NDArray[np.uint8]:
+            return self._pixels(source, describe_source(source))
+
+        for source, decoded in decode_ahead(read, sources, ahead=2 * batch_size):
             name = describe_source(source)
             try:
-                batch.append((name, self._pixels(source, name)))
+                batch.append((name, decoded.result()))
                 pending.append(None)
             except TumorscanError as exc:
                 pending.append(PredictionError(name, exc.code, str(exc)))

@@ -36,7 +36,7 @@ from typing import IO
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from .errors import (
     EmptyImageError,
@@ -60,6 +60,8 @@ PEAK_BYTES_PER_PIXEL = 15
 codestream header (`tumorscan.codestream`); a multi-frame DICOM also holds its file's bytes."""
 
 RESIZE_FILTER = Image.Resampling.BILINEAR
+TRANSPOSED_ORIENTATIONS = range(2, 9)
+"""EXIF orientations that `ImageOps.exif_transpose` turns or flips (1 is upright)."""
 
 ImageSource = str | Path | bytes | Image.Image | NDArray[np.generic]
 
@@ -199,9 +201,15 @@ def _stretch_to_uint8(values: NDArray[np.floating], name: str) -> NDArray[np.uin
 
 
 def to_rgb(image: Image.Image, name: str = "<image>") -> Image.Image:
-    """Apply EXIF orientation and convert any Pillow mode to RGB by the rules in this module."""
-    image = ImageOps.exif_transpose(image)
+    """Apply EXIF orientation and convert any Pillow mode to RGB by the rules in this module.
+
+    An upright RGB image comes back as it is (the same pixels without two copies).
+    """
+    if image.getexif().get(ExifTags.Base.Orientation, 1) in TRANSPOSED_ORIENTATIONS:
+        image = ImageOps.exif_transpose(image)
     mode = image.mode
+    if mode == "RGB":
+        return image
     if mode == "P" and "transparency" in image.info:
         image, mode = image.convert("RGBA"), "RGBA"
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):

@@ -7,6 +7,9 @@ device while it runs and gives Python's `sys.stderr` its own copy of the real st
 messages, progress bars and errors still show. Environment settings are made before TensorFlow is
 imported, and the Python loggers and warnings of these libraries are silenced. Nothing here imports
 TensorFlow.
+
+The runtime mutes descriptor 2 only around interpreter creation (`native_stderr_muted`), where LiteRT's
+C++ code prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.".
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import functools
 import logging
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,6 +35,34 @@ NOISY_LOGGERS = ("tensorflow", "absl", "keras", "tf2onnx", "onnx", "onnxruntime"
 NOISY_MODULES = r"(tensorflow|keras|tf_keras|tf2onnx|onnx|onnxruntime|absl|google|h5py|ml_dtypes)(\.|$)"
 
 
+_LOCK = threading.Lock()
+
+
+@contextmanager
+def _descriptor_2_to_null() -> Iterator[int]:
+    """Point file descriptor 2 at the null device; yields a duplicate of the real one; restores it after."""
+    saved = os.dup(2)
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, 2)
+        finally:
+            os.close(null)
+        yield saved
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@contextmanager
+def native_stderr_muted() -> Iterator[None]:
+    """Mute file descriptor 2 for a short block; threads that enter at once take turns."""
+    with _LOCK:
+        sys.stderr.flush()
+        with _descriptor_2_to_null():
+            yield
+
+
 @contextmanager
 def quiet_native_stderr() -> Iterator[None]:
     """Send what is written to file descriptor 2 to the null device; keep `sys.stderr` on the real one."""
@@ -39,25 +71,21 @@ def quiet_native_stderr() -> Iterator[None]:
     except (AttributeError, OSError, ValueError):  # replaced by a test runner or a GUI
         python_stderr_is_fd2 = False
     sys.stderr.flush()
-    saved = os.dup(2)
-    with open(os.devnull, "w") as null:
-        os.dup2(null.fileno(), 2)
-    previous = sys.stderr
-    own = None
-    if python_stderr_is_fd2:
-        own = os.fdopen(
-            os.dup(saved), "w", buffering=1, encoding=previous.encoding, errors="backslashreplace"
-        )
-        sys.stderr = own
-    try:
-        yield
-    finally:
-        if own is not None:
-            own.flush()
-            sys.stderr = previous
-            own.close()
-        os.dup2(saved, 2)
-        os.close(saved)
+    with _descriptor_2_to_null() as saved:
+        previous = sys.stderr
+        own = None
+        if python_stderr_is_fd2:
+            own = os.fdopen(
+                os.dup(saved), "w", buffering=1, encoding=previous.encoding, errors="backslashreplace"
+            )
+            sys.stderr = own
+        try:
+            yield
+        finally:
+            if own is not None:
+                own.flush()
+                sys.stderr = previous
+                own.close()
 
 
 @contextmanager

@@ -70,6 +70,12 @@ def _log(message: str) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Write bench.json, bench.txt and bench.png here.",
 )
+@click.option(
+    "--baseline",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder of other exports of the same models (e.g. all-int8, beside --auto-float files in "
+    "--exports): their int8 files are measured too, side by side.",
+)
 @quiet_unless_verbose
 @version_option
 @user_errors
@@ -84,6 +90,7 @@ def bench_command(
     threads: int,
     cold_runs: int,
     out: Path | None,
+    baseline: Path | None,
 ) -> None:
     """Measure MODELS (.keras) against their exported TFLite and ONNX files, side by side.
 
@@ -103,6 +110,7 @@ def bench_command(
         threads=threads,
         cold_runs=cold_runs,
         progress=True,
+        baseline=baseline,
     )
     report = run_bench(models, options, log=_log)
     click.echo(format_bench(report), nl=False)

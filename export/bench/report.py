@@ -20,6 +20,8 @@ FAILED = "failed"
 INFER = "tumor-infer"
 KERAS = "keras"
 TFLITE_INT8 = "tflite-int8"
+BASELINE = "baseline"
+"""Suffix of the rows measured from the --baseline folder ("onnx-int8 baseline")."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class FormatResult:
         agreement: top-1 agreement with the Keras model (when measured).
         max_abs_diff: largest probability difference from the Keras model.
         source_sha256: sha256 of the .keras file an export was made from (from its metadata).
+        pipeline: runtime formats: decode and many-scan timings (`bench_worker.pipeline_speed`).
     """
 
     format: str
@@ -71,6 +74,7 @@ class FormatResult:
     agreement: float | None = None
     max_abs_diff: float | None = None
     source_sha256: str | None = None
+    pipeline: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -248,10 +252,68 @@ RATIO_TARGETS: tuple[RatioTarget, ...] = (
 )
 
 
+def _pipeline(bench: ModelBench, name: str, numerator: str, denominator: str) -> float | None:
+    row = bench.result(name)
+    speed = row.pipeline if row else None
+    return _quotient(speed[numerator], speed[denominator]) if speed else None
+
+
+def _single(bench: ModelBench, name: str, numerator: str) -> float | None:
+    """One-scan timings of the pipeline measurement (interleaved), over its bare call."""
+    row = bench.result(name)
+    speed = row.pipeline if row else None
+    return _quotient(speed[numerator]["median"], speed["bare_ms"]["median"]) if speed else None
+
+
+SPEED_TARGETS: tuple[RatioTarget, ...] = (
+    RatioTarget(
+        "tflite_int8_e2e_over_bare_now",
+        "TFLite int8 file->label / bare call, interleaved",
+        "<=",
+        2.0,
+        "x",
+        lambda b: _single(b, TFLITE_INT8, "e2e_ms"),
+    ),
+    RatioTarget(
+        "tflite_int8_e2e_full_decode_over_bare",
+        "  same, full JPEG decode (before)",
+        "<=",
+        2.0,
+        "x",
+        lambda b: _single(b, TFLITE_INT8, "e2e_full_decode_ms"),
+    ),
+    RatioTarget(
+        "tflite_int8_predict_many_over_bare",
+        "TFLite int8 predict_many (pipeline) / bare calls",
+        "<=",
+        1.5,
+        "x",
+        lambda b: _pipeline(b, TFLITE_INT8, "pipeline_s", "bare_calls_s"),
+    ),
+    RatioTarget(
+        "tflite_int8_serial_over_bare",
+        "  same, serial decode then batch (before)",
+        "<=",
+        1.5,
+        "x",
+        lambda b: _pipeline(b, TFLITE_INT8, "serial_s", "bare_calls_s"),
+    ),
+    RatioTarget(
+        "onnx_fp32_over_baseline_int8_latency",
+        f"ONNX fp32 latency / ONNX int8 {BASELINE} latency",
+        ">=",
+        2.0,
+        "x",
+        lambda b: _quotient(_latency(b, "onnx-fp32"), _latency(b, f"onnx-int8 {BASELINE}")),
+    ),
+)
+"""Decoding, pipeline and int8 layer choice, each beside the way it was done before."""
+
+
 def compute_ratios(bench: ModelBench) -> tuple[Ratio, ...]:
     """Every ratio of RATIO_TARGETS for one model, each passed or failed (None: not measured)."""
     ratios = []
-    for target in RATIO_TARGETS:
+    for target in (*RATIO_TARGETS, *SPEED_TARGETS):
         value = target.compute(bench)
         passed = None if value is None else COMPARISONS[target.comparison](value, target.target)
         ratios.append(
@@ -334,6 +396,23 @@ def _format_cold(cold: ColdStart) -> str:
     return f"  {title}: {cold.median_s:.2f} s median of [{runs}] s -> {cold.label}"
 
 
+def _format_pipeline(row: FormatResult) -> str:
+    speed = row.pipeline or {}
+    return (
+        f"  {row.format}: one scan: bare call {speed['bare_ms']['median']:.2f} ms, file->label "
+        f"{speed['e2e_ms']['median']:.2f} ms (full decode {speed['e2e_full_decode_ms']['median']:.2f} ms); "
+        f"{speed['scans']} scans: bare calls {speed['bare_calls_s']:.2f} s, predict_many "
+        f"{speed['pipeline_s']:.2f} s (serial {speed['serial_s']:.2f} s)"
+    )
+
+
+def _format_decoding(row: FormatResult) -> str:
+    ways = (row.pipeline or {})["decode_ms"]
+    return "  decoding to pixels, ms (share of scans with the rule's pixels): " + ", ".join(
+        f"{name} {way['median']:.2f} ({way['same_pixels']:.0%})" for name, way in ways.items()
+    )
+
+
 def _format_ratio(ratio: Ratio) -> str:
     value = "n/a" if ratio.value is None else f"{ratio.value:.2f}{ratio.unit}"
     verdict = {True: "PASS", False: "FAIL", None: "n/a"}[ratio.passed]
@@ -360,6 +439,9 @@ def format_bench(report: BenchReport) -> str:
             *_format_table(bench),
             "cold start, process start to label (one untimed run first):",
             *(_format_cold(cold) for cold in bench.cold_start.values()),
+            "decoding and pipeline (the ways timed in turn, medians):",
+            *(_format_pipeline(row) for row in bench.formats if row.pipeline),
+            *[_format_decoding(row) for row in bench.formats if row.pipeline][:1],
             "ratios:",
             *(_format_ratio(ratio) for ratio in bench.ratios),
             *(f"note: {note}" for note in bench.notes),

@@ -37,6 +37,7 @@ from ..exporter import provenance
 from ..formats import TARGETS, parse_names
 from ..parity import compare_probabilities
 from .report import (
+    BASELINE,
     FAILED,
     INFER,
     KERAS,
@@ -80,6 +81,8 @@ class BenchOptions:
         threads: CPU threads of every runtime (TFLite, onnxruntime, TensorFlow).
         cold_runs: timed fresh processes per cold start, after one untimed run; 0 skips cold starts.
         progress: progress bar while the data is decoded.
+        baseline: folder of other exports of the same model (e.g. all-int8 beside --auto-float files):
+            each int8 file there is measured too, as "<format> baseline".
     """
 
     data: Path
@@ -91,6 +94,7 @@ class BenchOptions:
     threads: int = 2
     cold_runs: int = 3
     progress: bool = False
+    baseline: Path | None = None
 
 
 class WorkerError(TumorscanError):
@@ -195,6 +199,7 @@ def _measure(
         peak_rss_mb=measured["peak_rss_mb"],
         tensorflow_imported=measured["tensorflow_imported"],
         source_sha256=measured["source_sha256"],
+        pipeline=measured.get("pipeline"),
     )
     return row, np.load(probabilities)
 
@@ -335,14 +340,22 @@ def bench_model(model: Path, options: BenchOptions, log: Log = _silent) -> Model
             "count": len(scans),
             "size": [height, width],
             "scans": timed_scans,
+            "all_scans": [str(path) for path in scans.paths],
             "runs": options.runs,
             "warmup": options.warmup,
             "batch_size": options.batch_size,
             "threads": options.threads,
         }
-        for index, name in enumerate(options.formats, start=1):
-            log(f"{model}: {name} ({index}/{len(options.formats)})")
-            row, found = _measure(name, format_file(model, folder, name), job, workdir)
+        measured = [(name, format_file(model, folder, name)) for name in options.formats]
+        if options.baseline is not None:
+            measured += [
+                (f"{name} {BASELINE}", format_file(model, options.baseline, name))
+                for name in options.formats
+                if name.endswith("-int8")
+            ]
+        for index, (name, path) in enumerate(measured, start=1):
+            log(f"{model}: {name} ({index}/{len(measured)})")
+            row, found = _measure(name, path, job, workdir)
             log(_progress_line(row))
             rows.append(row)
             if found is not None:

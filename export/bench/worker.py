@@ -31,6 +31,7 @@ from tumorscan.errors import ModelError, TumorscanError
 KERAS = "keras"
 KERAS_PREDICT = "keras-predict"
 MIN_THROUGHPUT_BATCHES = 2
+PIPELINE_ROUNDS = 3
 
 Pixels = NDArray[np.uint8]
 
@@ -60,6 +61,8 @@ class Runner:
     source_sha256: str | None
     import_s: float
     load_s: float
+    classifier: Any = None
+    """The runtime's Classifier (runtime formats only): decode and pipeline timings."""
 
 
 def keras_runner(path: Path, threads: int) -> Runner:
@@ -122,6 +125,7 @@ def runtime_runner(path: Path, threads: int) -> Runner:
         source_sha256=classifier.spec.source_sha256,
         import_s=imported - started,
         load_s=loaded - imported,
+        classifier=classifier,
     )
 
 
@@ -186,6 +190,117 @@ def _all_probabilities(runner: Runner, job: dict[str, Any]) -> NDArray[np.float3
     return np.concatenate(rows).astype(np.float32)
 
 
+def _full_decode_label(classifier: Any, source: str) -> str:
+    """File in, label out as before half-scale decoding: the whole JPEG decoded, then resized."""
+    from tumorscan.images import decode_scan, resize, to_rgb
+
+    size = classifier.spec.input.size
+    pixels = np.asarray(resize(to_rgb(decode_scan(source)), size), dtype=np.uint8)
+    return str(classifier.labels[int(np.argmax(classifier.probabilities(pixels[np.newaxis])[0]))])
+
+
+def decoders(size: tuple[int, int]) -> dict[str, Callable[[str], Pixels]]:
+    """Ways to turn a scan file into model pixels: the rule (`load_pixels`) and the others measured beside it.
+
+    full: the whole JPEG decoded (the rule before half-scale decoding). any_scale: Pillow's draft at
+    the smallest DCT scale (1/2, 1/4 or 1/8) still at least the target. reduce: full decode, then
+    `Image.reduce` by the largest whole factor, then the resize. Only `rule` is what models see.
+    """
+    from PIL import Image
+
+    from tumorscan.images import decode_scan, load_pixels, resize, to_rgb
+
+    def pixels(image: Image.Image) -> Pixels:
+        return np.asarray(resize(to_rgb(image), size), dtype=np.uint8)
+
+    def any_scale(source: str) -> Pixels:
+        with Image.open(source) as image:
+            image.draft(image.mode, (size[1], size[0]))
+            return pixels(image)
+
+    def reduce(source: str) -> Pixels:
+        image = decode_scan(source)
+        factor = max(1, min(image.width // size[1], image.height // size[0]))
+        return pixels(image.reduce(factor) if factor > 1 else image)
+
+    return {
+        "rule": lambda source: load_pixels(source, size),
+        "full": lambda source: pixels(decode_scan(source)),
+        "any_scale": any_scale,
+        "reduce": reduce,
+    }
+
+
+def decode_speed(size: tuple[int, int], scans: list[str], warmup: int) -> dict[str, Any]:
+    """Each of `decoders` on each scan in turn: milliseconds, and how often it gives the rule's pixels."""
+    ways = decoders(size)
+    seconds: dict[str, list[float]] = {name: [] for name in ways}
+    same: dict[str, list[bool]] = {name: [] for name in ways}
+    for index, scan in enumerate(scans):
+        results = {}
+        for name, way in ways.items():
+            start = time.perf_counter()
+            results[name] = way(scan)
+            if index >= warmup:
+                seconds[name].append(time.perf_counter() - start)
+        for name, found in results.items():
+            same[name].append(bool(np.array_equal(found, results["rule"])))
+    return {
+        name: {**summary_ms(values), "same_pixels": float(np.mean(same[name]))}
+        for name, values in seconds.items()
+    }
+
+
+def _serial_many(classifier: Any, sources: list[str], batch_size: int) -> None:
+    """predict_many as before the pipeline: decode each scan in turn, run each full batch."""
+    from tumorscan.images import load_pixels
+
+    size = classifier.spec.input.size
+    for start in range(0, len(sources), batch_size):
+        batch = [load_pixels(source, size) for source in sources[start : start + batch_size]]
+        classifier.probabilities(np.stack(batch))
+
+
+def pipeline_speed(runner: Runner, job: dict[str, Any]) -> dict[str, Any]:
+    """Decode options and the many-scan pipeline against the bare model call, interleaved.
+
+    One scan (each timed run: the three ways in turn on the same scan): the bare call on pre-decoded
+    pixels, file in, label out with half-scale decoding (as now) and with a full decode (as before).
+    Many scans (every scan of the data), in `PIPELINE_ROUNDS` rounds of the three ways in turn: the bare
+    calls one scan at a time, the old serial loop, and `predict_many`; seconds are medians of the rounds.
+    """
+    classifier, sources = runner.classifier, job["all_scans"]
+    one = read_pixels(job, 0, 1)
+    singles: dict[str, Callable[[str], object]] = {
+        "bare_ms": lambda scan: classifier.probabilities(one),
+        "e2e_ms": classifier.predict,
+        "e2e_full_decode_ms": lambda scan: _full_decode_label(classifier, scan),
+    }
+    single_seconds: dict[str, list[float]] = {name: [] for name in singles}
+    for index, scan in enumerate(job["scans"]):  # warm-up scans first, then the timed ones
+        for name, way in singles.items():
+            start = time.perf_counter()
+            way(scan)
+            if index >= job["warmup"]:
+                single_seconds[name].append(time.perf_counter() - start)
+    pixels = read_pixels(job, 0, job["count"])
+    ways: dict[str, Callable[[], object]] = {
+        "bare_calls": lambda: [classifier.probabilities(pixels[i : i + 1]) for i in range(len(pixels))],
+        "serial": lambda: _serial_many(classifier, sources, job["batch_size"]),
+        "pipeline": lambda: classifier.predict_many(sources, batch_size=job["batch_size"]),
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(PIPELINE_ROUNDS):
+        for name, run in ways.items():
+            seconds[name] += timings(run, 1, 0)
+    return {
+        **{name: summary_ms(values) for name, values in single_seconds.items()},
+        "decode_ms": decode_speed(classifier.spec.input.size, job["scans"], job["warmup"]),
+        "scans": len(sources),
+        **{f"{name}_s": float(np.median(values)) for name, values in seconds.items()},
+    }
+
+
 def measure(job: dict[str, Any]) -> dict[str, Any]:
     """Every measurement of one model file; saves its probabilities to `job["probabilities"]`."""
     path = Path(job["model"])
@@ -212,6 +327,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         "throughput": throughput,
         "peak_rss_mb": peak_rss_mb(),
         "tensorflow_imported": "tensorflow" in sys.modules,
+        "pipeline": pipeline_speed(runner, job) if runner.classifier and job.get("all_scans") else None,
     }
 
 

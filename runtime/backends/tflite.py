@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 
 from ..errors import ModelError
 from ..metadata import tflite_metadata_entry
+from ..quiet import native_stderr_muted
 from ..spec import METADATA_KEY
 from . import TensorInfo, split_outputs, to_model_input, to_scores
 
@@ -49,10 +50,11 @@ class TFLiteBackend:
         interpreter = getattr(self._local, "interpreter", None)
         if interpreter is None:
             try:  # from model_content, the flatbuffer is verified before use
-                interpreter = self._interpreter_class(
-                    model_content=self._content, num_threads=self._num_threads
-                )
-                interpreter.allocate_tensors()
+                with native_stderr_muted():  # LiteRT's "Created ... XNNPACK delegate" notice
+                    interpreter = self._interpreter_class(
+                        model_content=self._content, num_threads=self._num_threads
+                    )
+                    interpreter.allocate_tensors()
             except (ValueError, RuntimeError) as exc:
                 raise ModelError(f"{self._source}: not a valid TFLite model ({exc}); re-export it.") from exc
             self._local.interpreter = interpreter

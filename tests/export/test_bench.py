@@ -39,6 +39,7 @@ def bench_run(
     out = tmp_path_factory.mktemp("bench")
     arguments = [str(tiny_keras_model), "--data", str(sample_test), "--exports", str(exports_folder)]
     arguments += ["--runs", "3", "--warmup", "1", "--batch-size", "4", "--cold-runs", "0", "--out", str(out)]
+    arguments += ["--baseline", str(exports_folder)]  # the same files again, as if all-int8 ones
     result = CliRunner().invoke(bench_command, arguments)
     assert result.exit_code == 0, result.output
     return result, out, json.loads((out / "bench.json").read_text(encoding="utf-8"))
@@ -48,7 +49,8 @@ def test_every_format_is_measured_with_positive_numbers(bench_run: tuple[Any, Pa
     _, _, report = bench_run
     (model,) = report["models"]
     rows = {row["format"]: row for row in model["formats"]}
-    assert list(rows) == list(BENCH_FORMATS)
+    baselines = [f"{name} baseline" for name in BENCH_FORMATS if name.endswith("-int8")]
+    assert list(rows) == [*BENCH_FORMATS, *baselines]
     for name, row in rows.items():
         assert row["status"] == "ok", (name, row["error"])
         for key in ("size_bytes", "load_s", "throughput", "peak_rss_mb"):
@@ -59,6 +61,20 @@ def test_every_format_is_measured_with_positive_numbers(bench_run: tuple[Any, Pa
     for name in FP32_FORMATS:
         assert rows[name]["agreement"] == 1.0, name
     assert model["scans"] == 8 and model["cold_start"] == {}
+    for name, row in rows.items():
+        if name == "keras":
+            assert row["pipeline"] is None
+            continue
+        speed = row["pipeline"]
+        assert speed["scans"] == 8, name
+        for key in ("bare_ms", "e2e_ms", "e2e_full_decode_ms"):
+            assert 0 < speed[key]["median"] <= speed[key]["p90"], (name, key)
+        decoding = speed["decode_ms"]
+        assert list(decoding) == ["rule", "full", "any_scale", "reduce"], name
+        assert decoding["rule"]["same_pixels"] == 1.0 and all(way["median"] > 0 for way in decoding.values())
+        assert all(speed[key] > 0 for key in ("bare_calls_s", "serial_s", "pipeline_s")), name
+    for baseline in baselines:
+        assert rows[baseline]["accuracy"] == rows[baseline.removesuffix(" baseline")]["accuracy"]
 
 
 def test_runtime_processes_never_import_tensorflow(bench_run: tuple[Any, Path, dict[str, Any]]) -> None:
@@ -159,6 +175,17 @@ def _row(name: str, latency: float, size: int, **fields: Any) -> FormatResult:
     return FormatResult(name, name, "ok", size_bytes=size, latency_ms=timing, e2e_ms=timing, **fields)
 
 
+PIPELINE = {
+    "bare_ms": {"median": 1.0, "p90": 1.0},
+    "e2e_ms": {"median": 1.5, "p90": 1.5},
+    "e2e_full_decode_ms": {"median": 3.0, "p90": 3.0},
+    "scans": 10,
+    "bare_calls_s": 0.5,
+    "serial_s": 2.0,
+    "pipeline_s": 0.6,
+}
+
+
 def test_ratios_against_targets() -> None:
     bench = ModelBench(
         model="m.keras",
@@ -169,9 +196,10 @@ def test_ratios_against_targets() -> None:
         unreadable=0,
         formats=(
             _row("keras", 10.0, 1000, accuracy=0.90),
-            _row("tflite-int8", 1.0, 300, accuracy=0.895, peak_rss_mb=80.0),
+            _row("tflite-int8", 1.0, 300, accuracy=0.895, peak_rss_mb=80.0, pipeline=PIPELINE),
             _row("onnx-fp32", 3.0, 1000),
             _row("onnx-int8", 2.0, 300),
+            _row("onnx-int8 baseline", 2.5, 300),
         ),
         cold_start={
             "tumor-infer": ColdStart("tumor-infer", "m-int8.tflite", [], [0.3], 0.3, "no_tumor"),
@@ -188,6 +216,11 @@ def test_ratios_against_targets() -> None:
         "infer_cold_start_s": (0.3, True),
         "tflite_int8_peak_rss_mb": (80.0, True),
         "tflite_int8_accuracy_drop_points": (0.5, True),
+        "tflite_int8_e2e_over_bare_now": (1.5, True),
+        "tflite_int8_e2e_full_decode_over_bare": (3.0, False),
+        "tflite_int8_predict_many_over_bare": (1.2, True),
+        "tflite_int8_serial_over_bare": (4.0, False),
+        "onnx_fp32_over_baseline_int8_latency": (1.2, False),
     }
     assert {name: (pytest.approx(r.value), r.passed) for name, r in ratios.items()} == expected
     without_int8 = compute_ratios(ModelBench(**{**bench.__dict__, "formats": bench.formats[:1]}))

@@ -1,0 +1,97 @@
+"""Int8 export that chooses its float layers: a model whose int8 output is too coarse gets fixed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tumorscan.export.exporter import ExportOptions, ExportReport, export_model
+from tumorscan.export.formats import select_targets
+from tumorscan.metadata import read_model_spec
+
+SHRINK = 0.02
+"""The coarse model's last layer is scaled by this: its probabilities are near-ties (about 0.25 each)."""
+
+
+@pytest.fixture(scope="module")
+def coarse_model(tiny_keras_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with its logits shrunk, so that int8's 1/256 output steps turn its answers into ties."""
+    from tumorscan.export.keras_file import load_keras, read_keras_spec, save_keras
+
+    model, spec = load_keras(tiny_keras_model), read_keras_spec(tiny_keras_model)
+    assert spec is not None
+    last = model.get_layer("probabilities")
+    last.set_weights([weight * SHRINK for weight in last.get_weights()])
+    path = tmp_path_factory.mktemp("coarse") / "coarse.keras"
+    save_keras(model, path, spec)
+    return path
+
+
+@pytest.fixture(scope="module")
+def auto_exported(coarse_model: Path, sample_train: Path, sample_test: Path) -> ExportReport:
+    options = ExportOptions(
+        targets=select_targets(None, ["int8"]),
+        out_dir=coarse_model.parent / "export",
+        calibration_root=sample_train,
+        parity_data=sample_test,
+        auto_float=True,
+    )
+    return export_model(coarse_model, options)
+
+
+def _float_in_tflite(path: Path, tensor: str) -> bool:
+    from ai_edge_litert.interpreter import Interpreter
+
+    details = {d["name"]: d for d in Interpreter(model_path=str(path)).get_tensor_details()}
+    return bool(details[tensor]["dtype"] == np.float32)
+
+
+def _float_ops_in_onnx(path: Path, tmp_path: Path) -> list[str]:
+    """Op types of the float compute nodes once onnxruntime has fused each DQ -> op -> Q into a QLinear op."""
+    import onnx
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return [node.op_type.removeprefix("Fused") for node in onnx.load(tmp_path / "optimized.onnx").graph.node]
+
+
+def test_all_int8_fails_and_the_chosen_float_layers_pass(auto_exported: ExportReport) -> None:
+    for exported in auto_exported.files:
+        quantization = exported.spec["quantization"]
+        search = quantization["auto_float"]
+        assert search["all_int8"]["agreement"] < 0.99, exported.target  # the coarse output breaks parity
+        assert search["passed"] and search["chosen"]["agreement"] >= 0.99
+        assert exported.spec["parity"]["passed"]  # the independent check after export agrees
+        reasons = [layer["reason"] for layer in quantization["float_layers"]]
+        assert any(reason.startswith("parity: quantization error") for reason in reasons)
+
+
+def test_listed_float_layers_are_float_in_the_file(auto_exported: ExportReport, tmp_path: Path) -> None:
+    for exported in auto_exported.files:
+        path = Path(exported.path)
+        layers = read_model_spec(path).quantization["float_layers"]  # type: ignore[index]
+        assert layers
+        if path.suffix == ".tflite":
+            assert all(_float_in_tflite(path, layer["name"]) for layer in layers)
+        else:
+            float_ops = _float_ops_in_onnx(path, tmp_path)
+            for op in {layer["op"] for layer in layers}:
+                assert float_ops.count(op) >= sum(layer["op"] == op for layer in layers), op
+
+
+def test_auto_float_needs_a_parity_folder(coarse_model: Path, sample_train: Path, tmp_path: Path) -> None:
+    from tumorscan.errors import TumorscanError
+
+    options = ExportOptions(
+        targets=select_targets(None, ["int8"]),
+        out_dir=tmp_path,
+        calibration_root=sample_train,
+        auto_float=True,
+    )
+    with pytest.raises(TumorscanError, match="--auto-float needs a labelled folder"):
+        export_model(coarse_model, options)

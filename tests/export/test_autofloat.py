@@ -18,7 +18,7 @@ SHRINK = 0.02
 @pytest.fixture(scope="module")
 def coarse_model(tiny_keras_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model with its logits shrunk, so that int8's 1/256 output steps turn its answers into ties."""
-    from tumorscan.export.keras_file import load_keras, read_keras_spec, save_keras
+    from tumorscan.train.keras_file import load_keras, read_keras_spec, save_keras
 
     model, spec = load_keras(tiny_keras_model), read_keras_spec(tiny_keras_model)
     assert spec is not None

@@ -97,11 +97,14 @@ def quiet_libraries() -> Iterator[None]:
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.CRITICAL)
+    disabled = logging.root.manager.disable
+    logging.disable(logging.ERROR)  # also what a converter logs after resetting its own logger's level
     try:
         with warnings.catch_warnings(), quiet_native_stderr():
             warnings.filterwarnings("ignore", module=NOISY_MODULES)
             yield
     finally:
+        logging.disable(disabled)
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
 

@@ -52,7 +52,7 @@ def assert_quiet(done: subprocess.CompletedProcess[str]) -> None:
 def exports(
     tiny_keras_model: Path, sample_train: Path, sample_test: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    """tumor-export of the tiny model to int8 (choosing float layers) and fp32 TFLite and ONNX, with parity."""
+    """tumor-export of the tiny model to int8 (with --auto-float) and fp32 TFLite and ONNX, with parity."""
     out = tmp_path_factory.mktemp("quiet") / "export"
     done = run_command(
         "tumor-export", tiny_keras_model, "--int8", "--mode", "fp32", "--calibration", sample_train,

@@ -43,7 +43,7 @@ from numpy.typing import NDArray
 
 from tumorscan.errors import DatasetError
 from tumorscan.files import atomic_write_text
-from tumorscan.folders import list_scans, refuse_split_root
+from tumorscan.folders import list_scans, refuse_split_root, sub_folders
 from tumorscan.images import SCAN_EXTENSIONS, read_scan_file
 
 MANIFEST_FORMAT = "tumorscan-calibration"
@@ -239,11 +239,15 @@ def scan_groups(root: Path) -> dict[str, list[Path]]:
         raise DatasetError(f"{root}: no such folder; pass a folder of scans (e.g. the training set).")
     refuse_split_root(root)
     groups: dict[str, list[Path]] = {}
-    for path in list_scans(root):
-        parts = path.relative_to(root).parts
-        if any(part.startswith(".") for part in parts):
-            continue  # hidden files and folders (caches, editor copies)
-        groups.setdefault(parts[0] if len(parts) > 1 else ".", []).append(path)
+    # Each top folder is listed from its own path, so that a linked class folder is followed too.
+    tops = [(".", list_scans(root, recursive=False))] + [
+        (name, list_scans(root / name)) for name in sub_folders(root)
+    ]
+    for group, paths in tops:
+        for path in paths:
+            if any(part.startswith(".") for part in path.relative_to(root).parts):
+                continue  # hidden files and folders (caches, editor copies)
+            groups.setdefault(group, []).append(path)
     if not groups:
         raise DatasetError(f"{root}: holds no scans (accepted: {', '.join(SCAN_EXTENSIONS)}).")
     return dict(sorted(groups.items()))

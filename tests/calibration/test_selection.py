@@ -182,6 +182,15 @@ def test_folder_names_need_not_match_any_labels(dataset: Path, tmp_path: Path) -
     assert chosen.label_counts() == {f"group {n}": 2 for n in range(4)}
 
 
+def test_linked_class_folders_are_followed(dataset: Path, tmp_path: Path) -> None:
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    for name, folder in zip("abcd", sorted(dataset.iterdir()), strict=True):
+        (linked / name).symlink_to(folder, target_is_directory=True)
+    chosen = select_calibration(linked, SIZE, count=8, progress=False)
+    assert chosen.label_counts() == dict.fromkeys("abcd", 2)
+
+
 def test_nested_folders_are_stratified_by_their_top_folder(dataset: Path, tmp_path: Path) -> None:
     nested = tmp_path / "nested"
     for folder in sorted(dataset.iterdir()):

@@ -73,18 +73,23 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--label-smoothing", type=float, default=0.0)
     args = parser.parse_args()
     keras.utils.set_random_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     train = keras.utils.image_dataset_from_directory(
-        args.data, image_size=(args.size, args.size), batch_size=32, seed=args.seed, label_mode="int"
+        args.data,
+        image_size=(args.size, args.size),
+        batch_size=None,
+        seed=args.seed,
+        label_mode="categorical",
     )
     labels: list[str] = list(train.class_names)
-    train = train.map(symmetric).cache().prefetch(tf.data.AUTOTUNE)
+    train = train.map(symmetric).cache().shuffle(4096, seed=args.seed).batch(32).prefetch(tf.data.AUTOTUNE)
     model = build_model(args.size, len(labels))
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
-        loss=[keras.losses.SparseCategoricalCrossentropy(from_logits=True)],
+        loss=[keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=args.label_smoothing)],
         metrics=[["accuracy"]],
     )
     start = time.monotonic()

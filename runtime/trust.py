@@ -60,9 +60,11 @@ INPUT_STATISTICS = ("colour", *GREY_STATISTICS)
 
 def input_statistics(pixels: NDArray[np.uint8]) -> dict[str, NDArray[np.float32]]:
     """Every input statistic of N x H x W x 3 uint8 pixels; colour: mean spread between channels."""
-    spread = pixels.max(axis=3).astype(np.float32) - pixels.min(axis=3)
-    found = {"colour": spread.mean(axis=(1, 2)) / 255.0}
-    grey = pixels.astype(np.float32).mean(axis=3) / 255.0
+    # One channel at a time: numpy reduces over a short last axis about ten times slower.
+    red, green, blue = (pixels[..., channel] for channel in range(3))
+    spread = np.maximum(np.maximum(red, green), blue) - np.minimum(np.minimum(red, green), blue)
+    found = {"colour": spread.mean(axis=(1, 2), dtype=np.float32) / 255.0}
+    grey: NDArray[np.float32] = (red.astype(np.float32) + green + blue) / np.float32(3 * 255)
     found.update({name: function(grey) for name, function in GREY_STATISTICS.items()})
     return {name: values.astype(np.float32) for name, values in found.items()}
 

@@ -24,6 +24,11 @@ NORMALIZATIONS = ("rescale", "symmetric", "caffe", "none")
 """What a model graph does to its 0-255 RGB input before the first layer:
 rescale x/255; symmetric x/127.5-1; caffe (VGG16/ImageNet) RGB minus channel means; none."""
 
+RESIZES = ("bilinear",)
+"""Resize rules the preprocessing path knows (`tumorscan.images.RESIZE_FILTER`)."""
+INPUT_DTYPES = ("uint8",)
+"""Pixel types the preprocessing path produces (RGB 0-255)."""
+
 DEFAULT_LABELS = ("glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor")
 
 
@@ -118,6 +123,12 @@ class ModelSpec:
             problems.append("input must be 3-channel RGB")
         if self.input.normalization not in NORMALIZATIONS:
             problems.append(f"unknown normalization {self.input.normalization!r}")
+        if self.input.resize not in RESIZES or self.input.dtype not in INPUT_DTYPES:
+            problems.append(
+                f"input resize {self.input.resize!r} and pixel type {self.input.dtype!r} are not what this "
+                f"tumorscan's preprocessing does ({', '.join(RESIZES)}, {', '.join(INPUT_DTYPES)}); "
+                "upgrade tumorscan"
+            )
         if problems:
             raise MetadataError(f"{source}: invalid tumorscan metadata: {'; '.join(problems)}.")
 

@@ -106,3 +106,19 @@ def test_writing_tflite_metadata_without_litert_names_its_extra(
     monkeypatch.setitem(sys.modules, "ai_edge_litert", None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'tumorscan\[litert\]'"):
         embed_tflite_metadata(tflite_fp32.read_bytes(), tiny_spec)
+
+
+@pytest.mark.parametrize(("field", "value"), [("resize", "lanczos"), ("dtype", "float32")])
+def test_an_input_the_preprocessing_does_not_make_is_refused(
+    tiny_spec: ModelSpec, field: str, value: str
+) -> None:
+    import dataclasses
+    import json
+
+    data = json.loads(tiny_spec.to_json())
+    assert ModelSpec.from_json(json.dumps(data), "m.tflite").input == tiny_spec.input
+    data["input"][field] = value
+    with pytest.raises(MetadataError, match=f"m.tflite: invalid tumorscan metadata: .*'{value}'"):
+        ModelSpec.from_json(json.dumps(data), "m.tflite")
+    with pytest.raises(MetadataError, match="upgrade tumorscan"):
+        tiny_spec.with_updates(input=dataclasses.replace(tiny_spec.input, **{field: value})).validate("m")

@@ -71,6 +71,8 @@ def read_record(record: Mapping[str, Any]) -> Record:
             confidence=float(record["confidence"]),
             probabilities=MappingProxyType(probabilities),
             model=identity,
+            abstain=None if record.get("abstain") is None else bool(record["abstain"]),
+            reasons=tuple(str(reason) for reason in record.get("reasons", ())),
         )
     elif record["status"] == "error":
         error = record["error"]

@@ -8,6 +8,7 @@ installed alone). The check runs `tumor-infer` in a fresh process, which never i
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -48,7 +49,7 @@ def test_default_model_matches_the_original_on_the_sample_scans() -> None:
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
-    assert check_golden.compare(done.stdout.splitlines(), GOLDEN) == []
+    assert check_golden.compare(done.stdout, GOLDEN) == []
 
 
 def test_the_comparison_catches_a_wrong_model() -> None:
@@ -56,7 +57,10 @@ def test_the_comparison_catches_a_wrong_model() -> None:
     for scan in GOLDEN["scans"]:
         probabilities = dict(zip(GOLDEN["labels"], reversed(scan["probabilities"]), strict=True))
         source = str(check_golden.SAMPLES / scan["path"])
-        lines.append(check_golden.json.dumps({"source": source, "probabilities": probabilities}))
-    problems = check_golden.compare(lines, GOLDEN)
+        label = max(probabilities, key=probabilities.__getitem__)
+        record = {"source": source, "status": "ok", "label": label, "model": "default.tflite@0"}
+        record.update(confidence=probabilities[label], probabilities=probabilities)
+        lines.append(json.dumps(record) + "\n")
+    problems = check_golden.compare("".join(lines), GOLDEN)
     assert any("label" in problem for problem in problems) and "mean" in problems[-1]
-    assert "not the golden scans" in check_golden.compare(lines[1:], GOLDEN)[0]
+    assert "not the golden scans" in check_golden.compare("".join(lines[1:]), GOLDEN)[0]

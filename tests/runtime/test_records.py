@@ -105,3 +105,22 @@ def test_tolerance_is_one_output_step_or_the_float_one() -> None:
     assert tolerance == pytest.approx(1 / 256) and tolerance > 1 / 256
     assert why == "one step of the uint8 output"
     assert output_tolerance({"mode": "fp32"}) == (FLOAT_TOLERANCE, "float output")
+
+
+def test_abstention_reads_back() -> None:
+    answered = _ok("a.png", "no_tumor", [0.1, 0.1, 0.7, 0.1])
+    abstained = _line(
+        "b.png",
+        status="ok",
+        label="glioma_tumor",
+        confidence=0.4,
+        probabilities=dict(zip(LABELS, [0.4, 0.3, 0.2, 0.1], strict=True)),
+        abstain=True,
+        reasons=["low_confidence"],
+    )
+    records = read_records(answered + abstained, "run")
+    first, second = records["a.png"].result, records["b.png"].result
+    assert isinstance(first, Prediction) and isinstance(second, Prediction)
+    assert (first.abstain, first.reasons) == (None, ())
+    assert (second.abstain, second.reasons) == (True, ("low_confidence",))
+    assert second.to_dict()["reasons"] == ["low_confidence"]

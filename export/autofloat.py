@@ -30,14 +30,13 @@ from numpy.typing import NDArray
 from tumorscan.classifier import Classifier
 from tumorscan.errors import DatasetError
 from tumorscan.spec import ModelSpec
+from tumorscan.train.batches import in_batches, keras_outputs
 
 from .parity import (
     ParityLimits,
     SubsetParity,
     _without_manifest,
     compare_probabilities,
-    in_batches,
-    keras_probabilities,
 )
 
 if TYPE_CHECKING:
@@ -88,7 +87,7 @@ def load_held_out(
         folder=str(data),
         pixels=pixels,
         truth=np.asarray(scans.label_ids[rows], dtype=np.int64),
-        reference=keras_probabilities(model, pixels),
+        reference=keras_outputs(model, pixels),
         labels=tuple(spec.labels),
         names=tuple(names[row] for row in rows),
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,10 +20,9 @@ from tumorscan.classifier import Classifier
 from tumorscan.errors import DatasetError, TumorscanError
 from tumorscan.files import atomic_write_text
 from tumorscan.spec import ModelSpec
+from tumorscan.train.batches import in_batches, keras_outputs
 from tumorscan.train.figures import new_figure, save_png
 from tumorscan.train.keras_file import file_sha256, load_keras, require_keras_spec
-
-BATCH_SIZE = 32
 
 
 class ParityError(TumorscanError):
@@ -219,23 +218,6 @@ def _check_provenance(
         warnings.warn(message + "; compared anyway.", stacklevel=2)
 
 
-def in_batches(
-    call: Callable[[NDArray[np.uint8]], Any], pixels: NDArray[np.uint8], batch_size: int = BATCH_SIZE
-) -> NDArray[np.float32]:
-    """`call` on consecutive batches of `pixels`, the results stacked as float32 rows."""
-    rows = [
-        np.asarray(call(pixels[start : start + batch_size])) for start in range(0, len(pixels), batch_size)
-    ]
-    return np.concatenate(rows).astype(np.float32)
-
-
-def keras_probabilities(
-    model: Any, pixels: NDArray[np.uint8], batch_size: int = BATCH_SIZE
-) -> NDArray[np.float32]:
-    """Call the Keras model directly on pixel batches (float32 0-255, as the graph expects)."""
-    return in_batches(lambda batch: model(batch.astype(np.float32), training=False), pixels, batch_size)
-
-
 def run_parity(
     original: Path,
     exported: Sequence[Path],
@@ -321,7 +303,7 @@ def measure_parity(
     pixels = np.asarray(scans.pixels[rows])
     position = {row: i for i, row in enumerate(rows)}
     names = scans.relative_paths()
-    reference = keras_probabilities(model, pixels)
+    reference = keras_outputs(model, pixels)
     results = []
     for path, classifier in zip(exported, classifiers, strict=True):
         probabilities = in_batches(classifier.probabilities, pixels)

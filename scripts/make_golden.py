@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tumorscan.export.parity import keras_probabilities
 from tumorscan.folders import scan_dataset
 from tumorscan.images import load_pixels
 from tumorscan.metadata import read_model_spec
+from tumorscan.train.batches import keras_outputs
 from tumorscan.train.keras_file import file_sha256, load_keras, require_keras_spec
 from tumorscan.trust import Trust
 
@@ -37,7 +37,7 @@ def main() -> None:
         raise SystemExit(f"{args.default} was not exported from {args.original}.")
     scans = [scan for split in ("train", "test") for scan in scan_dataset(SAMPLES / split, spec.labels)]
     pixels = np.stack([load_pixels(scan.path, spec.input.size) for scan in scans])
-    probabilities = keras_probabilities(load_keras(args.original), pixels)
+    probabilities = keras_outputs(load_keras(args.original), pixels)
     trust = Trust.from_spec(spec)
     probabilities = trust.calibrate(probabilities) if trust else probabilities  # what the runtime reports
     golden = {

@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tumorscan.errors import MetadataError, ModelError
+from tumorscan.train.batches import keras_outputs
 from tumorscan.train.distance import (
     DISTANCE_ENTRY,
     DistanceStats,
@@ -146,15 +147,6 @@ def fit_input_checks(statistics: dict[str, NDArray[np.float32]]) -> dict[str, li
     return ranges
 
 
-def predict_in_batches(model: Any, pixels: NDArray[np.uint8], rows: NDArray[np.int64]) -> NDArray[np.float32]:
-    """A Keras model's probabilities on `pixels[rows]`, CHUNK scans at a time."""
-    parts = [
-        np.asarray(model(np.asarray(pixels[rows[i : i + CHUNK]], dtype=np.float32), training=False))
-        for i in range(0, len(rows), CHUNK)
-    ]
-    return np.concatenate(parts).astype(np.float32)
-
-
 @dataclass(frozen=True)
 class TrustFit:
     """The trust entry for the spec, and the validation probabilities before and after scaling."""
@@ -255,9 +247,11 @@ def _fit_distance(
     except ModelError:
         return None
     fitted = fit_distance(
-        predict_in_batches(features, scans.pixels, train_rows), scans.label_ids[train_rows], len(scans.labels)
+        keras_outputs(features, scans.pixels, train_rows, CHUNK),
+        scans.label_ids[train_rows],
+        len(scans.labels),
     )
-    distances = fitted.distances(predict_in_batches(features, scans.pixels, val_rows))
+    distances = fitted.distances(keras_outputs(features, scans.pixels, val_rows, CHUNK))
     threshold = float(np.quantile(distances, 1 - DISTANCE_SHARE))
     return DistanceStats(fitted.means, fitted.whitening, round(threshold, 4)), distances
 
@@ -266,7 +260,7 @@ def calibrate_scans(
     model: Any, scans: Any, train_rows: NDArray[np.int64], val_rows: NDArray[np.int64], target_accuracy: float
 ) -> TrustFit:
     """`fit_trust` for a Keras model on the rows of a `CachedScans` (validation and training)."""
-    probabilities = predict_in_batches(model, scans.pixels, val_rows)
+    probabilities = keras_outputs(model, scans.pixels, val_rows, CHUNK)
     statistics = input_check_statistics(scans.pixels, train_rows)
     validation_pixels = np.asarray(scans.pixels[val_rows])
     distance = _fit_distance(model, scans, train_rows, val_rows)

@@ -74,8 +74,8 @@ def keras_runner(path: Path, threads: int) -> Runner:
     tf.config.threading.set_inter_op_parallelism_threads(threads)
     import keras
 
-    from tumorscan.export.parity import keras_probabilities
     from tumorscan.images import load_pixels
+    from tumorscan.train.batches import keras_outputs
     from tumorscan.train.keras_file import load_keras, require_keras_spec
 
     imported = time.perf_counter()
@@ -94,7 +94,7 @@ def keras_runner(path: Path, threads: int) -> Runner:
         prepare=lambda pixels: pixels.astype(np.float32),
         call=call,
         scan=scan,
-        probabilities=lambda pixels: keras_probabilities(model, pixels, batch_size=len(pixels)),
+        probabilities=lambda pixels: keras_outputs(model, pixels, batch_size=len(pixels)),
         backend=f"keras {keras.__version__} (TensorFlow {tf.__version__})",
         size=spec.input.size,
         source_sha256=None,

@@ -263,7 +263,7 @@ class Classifier:
             ImageError: the scan cannot be read.
             ValueError: `label` is not one of the model's labels.
         """
-        pixels = load_pixels(source, self.spec.input.size)
+        pixels = self._pixels(source, describe_source(source))
         if label is not None and label not in self.labels:
             raise ValueError(f"unknown label {label!r}; the model knows {', '.join(self.labels)}.")
         scores = self._backend.run

@@ -28,7 +28,7 @@ from tumorscan.trust import DISTANCE_OUTPUT
 from .autofloat import Layer, choose_float
 from .formats import ExportJob, import_optional
 from .graph import serving_function
-from .tflite_metadata import add_standard_metadata
+from .tflite_metadata import with_standard_metadata
 
 INPUT_NAME = "pixels"
 
@@ -73,8 +73,8 @@ def _probabilities_first(model_bytes: bytes) -> bytes:
 
 
 def _with_metadata(model_bytes: bytes, spec: ModelSpec, source: Path) -> bytes:
-    """The model with `spec` embedded and sealed, then the standard metadata (which must come last)."""
-    return add_standard_metadata(embed_tflite_metadata(model_bytes, spec), str(source))
+    """The model with the standard metadata and `spec` (embedded and sealed), the label archive last."""
+    return with_standard_metadata(model_bytes, spec, str(source))
 
 
 def write_spec(path: Path, spec: ModelSpec) -> None:

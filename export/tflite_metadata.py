@@ -157,10 +157,18 @@ def add_standard_metadata(model_bytes: bytes, source: str = "model") -> bytes:
         ModelError: not a TFLite model, or no output matches the labels.
         MetadataError: the file carries no tumorscan spec.
     """
-    spec = read_tflite_spec(model_bytes, source)
+    return with_standard_metadata(model_bytes, read_tflite_spec(model_bytes, source), source)
+
+
+def with_standard_metadata(model_bytes: bytes, spec: ModelSpec, source: str = "model") -> bytes:
+    """A copy of a TFLite model with the standard metadata for `spec`, `spec` itself embedded and sealed
+    after it (the new entry changes the flatbuffer), then the label archive appended.
+
+    Raises:
+        ModelError: not a TFLite model, or no output matches the labels.
+    """
     metadata = standard_metadata(spec, output_shapes(model_bytes), source)
     with_entry = set_tflite_metadata_entry(model_bytes, STANDARD_KEY, metadata)
-    # The new entry changes the flatbuffer: seal it again before the archive is appended.
     return append_labels(embed_tflite_metadata(with_entry, spec), spec.labels)
 
 

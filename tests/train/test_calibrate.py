@@ -86,6 +86,7 @@ def test_calibrate_writes_a_model_that_carries_its_trust_entry(
         "brightness",
         "dark_share",
         "roughness",
+        "edge",
         "border",
     }
     assert (tmp_path / "reliability.png").stat().st_size > 1000

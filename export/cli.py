@@ -10,11 +10,12 @@ import click
 
 from tumorscan.cli_support import user_errors, version_option
 from tumorscan.quiet import quiet_unless_verbose
+from tumorscan.sections import ParityLimits
 from tumorscan.spec import NORMALIZATIONS
 
 from .exporter import REPORT_JSON, REPORT_TEXT, ExportOptions, export_model
 from .formats import CALIBRATION_METHODS, FORMATS, MODES, select_targets
-from .parity import ParityLimits, format_parity, run_parity, write_parity
+from .parity import format_parity, run_parity, write_parity
 
 
 def _log(message: str) -> None:

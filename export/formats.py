@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tumorscan.errors import MissingDependencyError, TumorscanError
+from tumorscan.sections import CalibrationSpec, QuantizationSpec
 from tumorscan.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ class ExportJob:
         spec: the model's spec without quantization or calibration; the writer adds them.
         path: the file to write (atomically).
         calibration: the scans that calibrate int8 quantization (None when no target needs them).
-        calibration_summary: what goes into the spec's `calibration` field of calibrated files.
+        calibration_summary: the spec's `calibration` section of calibrated files.
         calibration_method: ONNX calibration: minmax, entropy or percentile.
         auto_float: int8 targets: choose the layers that stay float (`tumorscan.export.autofloat`).
     """
@@ -88,7 +89,7 @@ class ExportJob:
     spec: ModelSpec
     path: Path
     calibration: CalibrationSet | None = None
-    calibration_summary: dict[str, Any] | None = None
+    calibration_summary: CalibrationSpec | None = None
     calibration_method: str = "minmax"
     auto_float: AutoFloat | None = None
 
@@ -101,9 +102,12 @@ class ExportJob:
         return self.calibration
 
     def file_spec(self, **quantization: Any) -> ModelSpec:
-        """The spec to embed: the job's spec with this file's quantization and calibration."""
+        """The spec to embed: the job's spec with this file's quantization and calibration.
+
+        `quantization` holds the fields of `QuantizationSpec` the writer knows besides the mode.
+        """
         return self.spec.with_updates(
-            quantization={"mode": self.target.mode, **quantization},
+            quantization=QuantizationSpec(mode=self.target.mode, **quantization),
             calibration=self.calibration_summary if self.target.calibrated else None,
         )
 

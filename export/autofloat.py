@@ -20,7 +20,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -98,8 +98,8 @@ class AutoFloat:
     """How the search runs (see the module docstring)."""
 
     held_out: HeldOut
-    limits: ParityLimits = field(default_factory=ParityLimits)
-    max_float: int = 4
+    limits: ParityLimits
+    max_float: int
     speed_margin: float = 0.05
     time_layers: bool = True
     threads: int = 2

@@ -33,7 +33,7 @@ from tumorscan.train.distance import read_distance, with_distance_output
 from tumorscan.train.keras_file import file_sha256, load_keras, read_keras_spec
 
 from .adapt import check_classifier
-from .formats import CALIBRATION_METHODS, ExportJob, ExportTarget, parse_names
+from .formats import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, ExportJob, ExportTarget, parse_names
 from .graph import check_output_shape, check_probabilities, model_input_size, prepare_model
 from .parity import ExportParity, ParityReport, format_parity, measure_parity, write_parity
 
@@ -82,7 +82,7 @@ class ExportOptions:
     calibration_root: Path | None = None
     calibration_count: int = 300
     seed: int = 0
-    calibration_method: str = "minmax"
+    calibration_method: str = DEFAULT_CALIBRATION_METHOD
     allow_legacy: bool = False
     preprocess: str | None = None
     labels: tuple[str, ...] | None = None

@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 
 Writer = Callable[["ExportJob"], Path]
 
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+"""How ONNX int8 calibration picks activation ranges (TFLite's converter always uses min/max)."""
+DEFAULT_CALIBRATION_METHOD = CALIBRATION_METHODS[0]
+
 
 class UnknownTargetError(TumorscanError):
     """A format or mode name is unknown, or a format does not support a mode."""
@@ -90,7 +94,7 @@ class ExportJob:
     path: Path
     calibration: CalibrationSet | None = None
     calibration_summary: CalibrationSpec | None = None
-    calibration_method: str = "minmax"
+    calibration_method: str = DEFAULT_CALIBRATION_METHOD
     auto_float: AutoFloat | None = None
 
     def require_calibration(self) -> CalibrationSet:
@@ -132,9 +136,6 @@ TARGETS: tuple[ExportTarget, ...] = (
     ExportTarget("onnx", "fp32", "onnx:write_fp32", False, "float32 weights and kernels"),
     ExportTarget("onnx", "int8", "onnx:write_int8", True, "QDQ int8 weights (per channel) and activations"),
 )
-
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
-"""How ONNX int8 calibration picks activation ranges (TFLite's converter always uses min/max)."""
 
 FORMATS = tuple(dict.fromkeys(target.format for target in TARGETS))
 MODES = tuple(dict.fromkeys(target.mode for target in TARGETS))

@@ -45,6 +45,7 @@ from tumorscan.errors import DatasetError
 from tumorscan.files import atomic_write_text
 from tumorscan.folders import list_scans, refuse_split_root, sub_folders
 from tumorscan.images import SCAN_EXTENSIONS, read_scan_file
+from tumorscan.sections import CalibrationSpec
 
 MANIFEST_FORMAT = "tumorscan-calibration"
 MANIFEST_VERSION = 1
@@ -125,16 +126,17 @@ class CalibrationSet:
         canonical = json.dumps(self.manifest(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
-    def describe(self) -> dict[str, Any]:
-        """A short record for model metadata: count, classes, seed, size, skipped and the manifest hash."""
-        return {
-            "count": len(self.entries),
-            "labels": self.label_counts(),
-            "seed": self.seed,
-            "size": list(self.size),
-            "skipped": len(self.skipped),
-            "manifest_sha256": self.manifest_sha256,
-        }
+    def describe(self) -> CalibrationSpec:
+        """The spec's `calibration` section: count, classes, seed, size, skipped, manifest hash and folder."""
+        return CalibrationSpec(
+            count=len(self.entries),
+            labels=self.label_counts(),
+            seed=self.seed,
+            size=self.size,
+            skipped=len(self.skipped),
+            manifest_sha256=self.manifest_sha256,
+            folder=self.root.name,
+        )
 
     def write_manifest(self, path: Path) -> None:
         """Write the manifest, its hash and the skipped scans as indented JSON, atomically."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -29,11 +29,11 @@ from numpy.typing import NDArray
 
 from tumorscan.classifier import Classifier
 from tumorscan.errors import DatasetError
+from tumorscan.sections import AutoFloatRecord, FloatLayer, ParityLimits, ParityPoint, RankedLayer
 from tumorscan.spec import ModelSpec
 from tumorscan.train.batches import in_batches, keras_outputs
 
 from .parity import (
-    ParityLimits,
     SubsetParity,
     _without_manifest,
     compare_probabilities,
@@ -98,8 +98,8 @@ class AutoFloat:
     """How the search runs (see the module docstring)."""
 
     held_out: HeldOut
-    limits: ParityLimits = field(default_factory=ParityLimits)
-    max_float: int = 4
+    limits: ParityLimits
+    max_float: int
     speed_margin: float = 0.05
     time_layers: bool = True
     threads: int = 2
@@ -115,15 +115,6 @@ class Layer:
     error: float
     """Larger is worse."""
     error_text: str
-
-
-@dataclass(frozen=True)
-class FloatLayer:
-    """A layer kept in float, and why."""
-
-    name: str
-    op: str
-    reason: str
 
 
 class Quantizer(Protocol):
@@ -150,8 +141,8 @@ def _passes(parity: SubsetParity, limits: ParityLimits) -> bool:
     return parity.agreement >= limits.min_agreement and parity.drop_points <= limits.max_drop
 
 
-def _describe(parity: SubsetParity) -> dict[str, float]:
-    return {"agreement": round(parity.agreement, 4), "drop_points": round(parity.drop_points, 2)}
+def _describe(parity: SubsetParity) -> ParityPoint:
+    return ParityPoint(agreement=round(parity.agreement, 4), drop_points=round(parity.drop_points, 2))
 
 
 def compare_speed(
@@ -188,7 +179,7 @@ class _Tries:
 
 def choose_float_layers(
     quantizer: Quantizer, suffix: str, options: AutoFloat
-) -> tuple[list[FloatLayer], dict[str, Any]]:
+) -> tuple[list[FloatLayer], AutoFloatRecord]:
     """Run the search; returns the float layers and a summary for the spec (`quantization.auto_float`)."""
     held_out, log = options.held_out, options.log
     samples = held_out.pixels[:: max(1, len(held_out.pixels) // RANKING_SAMPLES)][:RANKING_SAMPLES]
@@ -233,16 +224,16 @@ def choose_float_layers(
             current, parity, reverts = trial, found, reverts + 1
             log(f"  {layer.name}: {reason}")
     passed = _passes(parity, options.limits)
-    summary = {
-        "held_out": held_out.folder,
-        "scans": len(held_out.truth),
-        "limits": asdict(options.limits),
-        "max_float": options.max_float,
-        "all_int8": _describe(all_int8),
-        "chosen": _describe(parity),
-        "passed": passed,
-        "ranking": [{"name": x.name, "op": x.op, "error": x.error_text} for x in ranked[:RANKING_SHOWN]],
-    }
+    summary = AutoFloatRecord(
+        held_out=held_out.folder,
+        scans=len(held_out.truth),
+        limits=options.limits,
+        max_float=options.max_float,
+        all_int8=_describe(all_int8),
+        chosen=_describe(parity),
+        passed=passed,
+        ranking=tuple(RankedLayer(x.name, x.op, x.error_text) for x in ranked[:RANKING_SHOWN]),
+    )
     log(f"  kept {len(chosen)} layers in float; parity {'passes' if passed else 'still fails'}")
     return list(chosen.values()), summary
 
@@ -256,7 +247,4 @@ def choose_float(quantizer: Quantizer, suffix: str, job: ExportJob) -> tuple[lis
         return [], {}
     job.auto_float.log(f"Choosing float layers for {job.path.name} on {job.auto_float.held_out.folder}")
     chosen, summary = choose_float_layers(quantizer, suffix, job.auto_float)
-    return [layer.name for layer in chosen], {
-        "float_layers": [asdict(layer) for layer in chosen],
-        "auto_float": summary,
-    }
+    return [layer.name for layer in chosen], {"float_layers": tuple(chosen), "auto_float": summary}

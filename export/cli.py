@@ -10,11 +10,12 @@ import click
 
 from tumorscan.cli_support import user_errors, version_option
 from tumorscan.quiet import quiet_unless_verbose
+from tumorscan.sections import ParityLimits
 from tumorscan.spec import NORMALIZATIONS
 
 from .exporter import REPORT_JSON, REPORT_TEXT, ExportOptions, export_model
 from .formats import CALIBRATION_METHODS, FORMATS, MODES, select_targets
-from .parity import ParityLimits, format_parity, run_parity, write_parity
+from .parity import format_parity, run_parity, write_parity
 
 
 def _log(message: str) -> None:
@@ -49,12 +50,16 @@ def parity_limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
         help="Largest absolute probability difference (e.g. 1e-4 for fp32). [default: no limit]",
     )(command)
     command = click.option(
-        "--max-drop", type=float, default=1.0, show_default=True, help="Largest accuracy drop, in points."
+        "--max-drop",
+        type=float,
+        default=ParityLimits.max_drop,
+        show_default=True,
+        help="Largest accuracy drop, in points.",
     )(command)
     return click.option(
         "--min-agreement",
         type=click.FloatRange(0, 1),
-        default=0.99,
+        default=ParityLimits.min_agreement,
         show_default=True,
         help="Smallest top-1 agreement with the original.",
     )(command)
@@ -77,12 +82,19 @@ def parity_limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
     help="Folder of calibration scans for int8 (e.g. the training set): class folders (stratified by "
     "folder), flat or nested; names need not match the labels.",
 )
-@click.option("--calibration-count", type=click.IntRange(min=1), default=300, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Calibration selection seed.")
+@click.option(
+    "--calibration-count",
+    type=click.IntRange(min=1),
+    default=ExportOptions.calibration_count,
+    show_default=True,
+)
+@click.option(
+    "--seed", type=int, default=ExportOptions.seed, show_default=True, help="Calibration selection seed."
+)
 @click.option(
     "--calibration-method",
     type=click.Choice(CALIBRATION_METHODS),
-    default="minmax",
+    default=ExportOptions.calibration_method,
     show_default=True,
     help="ONNX int8 activation ranges (TFLite always uses min/max).",
 )
@@ -118,7 +130,7 @@ def parity_limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--max-float",
     type=click.IntRange(min=0),
-    default=4,
+    default=ExportOptions.max_float,
     show_default=True,
     help="With --auto-float: the most layers reverted to float for parity.",
 )

@@ -27,14 +27,15 @@ from tumorscan.errors import MetadataError, TumorscanError
 from tumorscan.files import atomic_write_text
 from tumorscan.folders import refuse_split_roots
 from tumorscan.metadata import read_model_spec
+from tumorscan.sections import CalibrationSpec, ParityLimits
 from tumorscan.spec import InputSpec, ModelSpec
 from tumorscan.train.distance import read_distance, with_distance_output
 from tumorscan.train.keras_file import file_sha256, load_keras, read_keras_spec
 
 from .adapt import check_classifier
-from .formats import CALIBRATION_METHODS, ExportJob, ExportTarget, parse_names
+from .formats import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, ExportJob, ExportTarget, parse_names
 from .graph import check_output_shape, check_probabilities, model_input_size, prepare_model
-from .parity import ExportParity, ParityLimits, ParityReport, format_parity, measure_parity, write_parity
+from .parity import ExportParity, ParityReport, format_parity, measure_parity, write_parity
 
 if TYPE_CHECKING:
     from tumorscan.calibration import CalibrationSet
@@ -81,7 +82,7 @@ class ExportOptions:
     calibration_root: Path | None = None
     calibration_count: int = 300
     seed: int = 0
-    calibration_method: str = "minmax"
+    calibration_method: str = DEFAULT_CALIBRATION_METHOD
     allow_legacy: bool = False
     preprocess: str | None = None
     labels: tuple[str, ...] | None = None
@@ -104,25 +105,21 @@ class ExportedFile:
     size_ratio: float
     """File size over the source .keras size."""
     seconds: float
-    spec: dict[str, Any]
+    spec: ModelSpec
     """The spec read back from the file."""
 
     @property
     def summary(self) -> str:
         """One line on the embedded metadata: labels, input, quantization, calibration."""
-        shape, quantization, calibration = (
-            self.spec["input"],
-            self.spec["quantization"],
-            self.spec["calibration"],
-        )
-        parts = [
-            f"{len(self.spec['labels'])} labels",
-            f"{shape['height']}x{shape['width']} {shape['normalization']}",
-            f"weights {quantization['weights']}",
-            f"in {quantization['input_dtype']} out {quantization['output_dtype']}",
-        ]
-        if calibration:
-            parts.append(f"calibrated on {calibration['count']} ({quantization['calibration_method']})")
+        shape, quantization, calibration = self.spec.input, self.spec.quantization, self.spec.calibration
+        parts = [f"{len(self.spec.labels)} labels", f"{shape.height}x{shape.width} {shape.normalization}"]
+        if quantization is not None:
+            parts += [
+                f"weights {quantization.weights}",
+                f"in {quantization.input_dtype} out {quantization.output_dtype}",
+            ]
+            if calibration is not None:
+                parts.append(f"calibrated on {calibration.count} ({quantization.calibration_method})")
         return ", ".join(parts)
 
 
@@ -134,14 +131,18 @@ class ExportReport:
     source_size_bytes: int
     source_sha256: str
     files: tuple[ExportedFile, ...]
-    calibration: dict[str, Any] | None = None
+    calibration: CalibrationSpec | None = None
     calibration_notes: tuple[str, ...] = ()
     skipped_scans: tuple[tuple[str, str], ...] = ()
     parity: ParityReport | None = None
 
     def to_json(self) -> str:
-        """Indented JSON of the whole report."""
-        return json.dumps(asdict(self), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+        """Indented JSON of the whole report; each file's spec as embedded in it."""
+        data = asdict(self)
+        for record, exported in zip(data["files"], self.files, strict=True):
+            record["spec"] = json.loads(exported.spec.to_json())
+        data["calibration"] = self.calibration.to_dict() if self.calibration else None
+        return json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
     def to_text(self) -> str:
         """A table of the files (size, ratio to the .keras, time, metadata), then calibration notes."""
@@ -168,9 +169,8 @@ class ExportReport:
             )
         if self.calibration:
             lines.append(
-                f"calibration: {self.calibration['count']} scans from {self.calibration['folder']} "
-                f"(seed {self.calibration['seed']}, "
-                f"manifest sha256 {self.calibration['manifest_sha256'][:12]})"
+                f"calibration: {self.calibration.count} scans from {self.calibration.folder} "
+                f"(seed {self.calibration.seed}, manifest sha256 {self.calibration.manifest_sha256[:12]})"
             )
         lines += [f"warning: {note}" for note in self.calibration_notes]
         lines += [f"skipped scan: {name}: {reason}" for name, reason in self.skipped_scans]
@@ -183,7 +183,7 @@ def _store_parity(exported: ExportedFile, target: ExportTarget, parity: ExportPa
     """Write the parity results into the file's spec; the report shows the spec read back."""
     path = Path(exported.path)
     target.write_spec(path, read_model_spec(path).with_updates(parity=parity.summary()))
-    return replace(exported, spec=asdict(read_model_spec(path)))
+    return replace(exported, spec=read_model_spec(path))
 
 
 def _megabytes(size: int) -> str:
@@ -307,7 +307,7 @@ def _write_timed(job: ExportJob, source_size: int, log: Log) -> ExportedFile:
         size_bytes=size,
         size_ratio=size / source_size,
         seconds=round(seconds, 3),
-        spec=json.loads(spec.to_json()),
+        spec=spec,
     )
 
 
@@ -375,7 +375,7 @@ def export_model(
     stem = model_path.stem
     summary = None
     if calibration is not None:
-        summary = {**calibration.describe(), "folder": calibration.root.name}
+        summary = calibration.describe()
         calibration.write_manifest(options.out_dir / f"{stem}-calibration.json")
     source_size = model_path.stat().st_size
     spec = spec.with_updates(source_sha256=file_sha256(model_path), provenance=provenance())

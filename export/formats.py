@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tumorscan.errors import MissingDependencyError, TumorscanError
+from tumorscan.sections import CalibrationSpec, QuantizationSpec
 from tumorscan.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -22,6 +23,10 @@ if TYPE_CHECKING:
     from .autofloat import AutoFloat
 
 Writer = Callable[["ExportJob"], Path]
+
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+"""How ONNX int8 calibration picks activation ranges (TFLite's converter always uses min/max)."""
+DEFAULT_CALIBRATION_METHOD = CALIBRATION_METHODS[0]
 
 
 class UnknownTargetError(TumorscanError):
@@ -78,7 +83,7 @@ class ExportJob:
         spec: the model's spec without quantization or calibration; the writer adds them.
         path: the file to write (atomically).
         calibration: the scans that calibrate int8 quantization (None when no target needs them).
-        calibration_summary: what goes into the spec's `calibration` field of calibrated files.
+        calibration_summary: the spec's `calibration` section of calibrated files.
         calibration_method: ONNX calibration: minmax, entropy or percentile.
         auto_float: int8 targets: choose the layers that stay float (`tumorscan.export.autofloat`).
     """
@@ -88,8 +93,8 @@ class ExportJob:
     spec: ModelSpec
     path: Path
     calibration: CalibrationSet | None = None
-    calibration_summary: dict[str, Any] | None = None
-    calibration_method: str = "minmax"
+    calibration_summary: CalibrationSpec | None = None
+    calibration_method: str = DEFAULT_CALIBRATION_METHOD
     auto_float: AutoFloat | None = None
 
     def require_calibration(self) -> CalibrationSet:
@@ -101,9 +106,12 @@ class ExportJob:
         return self.calibration
 
     def file_spec(self, **quantization: Any) -> ModelSpec:
-        """The spec to embed: the job's spec with this file's quantization and calibration."""
+        """The spec to embed: the job's spec with this file's quantization and calibration.
+
+        `quantization` holds the fields of `QuantizationSpec` the writer knows besides the mode.
+        """
         return self.spec.with_updates(
-            quantization={"mode": self.target.mode, **quantization},
+            quantization=QuantizationSpec(mode=self.target.mode, **quantization),
             calibration=self.calibration_summary if self.target.calibrated else None,
         )
 
@@ -128,9 +136,6 @@ TARGETS: tuple[ExportTarget, ...] = (
     ExportTarget("onnx", "fp32", "onnx:write_fp32", False, "float32 weights and kernels"),
     ExportTarget("onnx", "int8", "onnx:write_int8", True, "QDQ int8 weights (per channel) and activations"),
 )
-
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
-"""How ONNX int8 calibration picks activation ranges (TFLite's converter always uses min/max)."""
 
 FORMATS = tuple(dict.fromkeys(target.format for target in TARGETS))
 MODES = tuple(dict.fromkeys(target.mode for target in TARGETS))

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from tumorscan.classifier import Classifier
 from tumorscan.errors import DatasetError, TumorscanError
 from tumorscan.files import atomic_write_text
+from tumorscan.sections import CleanParity, ParityLimits, ParitySpec
 from tumorscan.spec import ModelSpec
 from tumorscan.train.batches import in_batches, keras_outputs
 from tumorscan.train.figures import new_figure, save_png
@@ -29,16 +30,6 @@ class ParityError(TumorscanError):
     """An export cannot be compared with the given original (other source model, other labels)."""
 
     code = "parity_mismatch"
-
-
-@dataclass(frozen=True)
-class ParityLimits:
-    """Pass/fail limits: top-1 agreement at least `min_agreement`, accuracy drop at most `max_drop` points,
-    and, when set, no probability further than `max_prob_diff` from the original's."""
-
-    min_agreement: float = 0.99
-    max_drop: float = 1.0
-    max_prob_diff: float | None = None
 
 
 @dataclass(frozen=True)
@@ -86,26 +77,25 @@ class ExportParity:
     def passed(self) -> bool:
         return not self.failures
 
-    def summary(self) -> dict[str, Any]:
-        """A compact record to store in the exported file's metadata."""
-        full = self.subsets["all"]
-        record: dict[str, Any] = {
-            "scans": full.scans,
-            "original_accuracy": round(full.original_accuracy, 4),
-            "export_accuracy": round(full.export_accuracy, 4),
-            "agreement": round(full.agreement, 4),
-            "max_abs_diff": round(full.max_abs_diff, 5),
-            "passed": self.passed,
-        }
-        if "clean" in self.subsets:
-            clean = self.subsets["clean"]
-            record["clean"] = {
-                "scans": clean.scans,
-                "original_accuracy": round(clean.original_accuracy, 4),
-                "export_accuracy": round(clean.export_accuracy, 4),
-                "agreement": round(clean.agreement, 4),
-            }
-        return record
+    def summary(self) -> ParitySpec:
+        """The spec's `parity` section: the compact record stored in the exported file's metadata."""
+        full, clean = self.subsets["all"], self.subsets.get("clean")
+        return ParitySpec(
+            scans=full.scans,
+            original_accuracy=round(full.original_accuracy, 4),
+            export_accuracy=round(full.export_accuracy, 4),
+            agreement=round(full.agreement, 4),
+            max_abs_diff=round(full.max_abs_diff, 5),
+            passed=self.passed,
+            clean=None
+            if clean is None
+            else CleanParity(
+                scans=clean.scans,
+                original_accuracy=round(clean.original_accuracy, 4),
+                export_accuracy=round(clean.export_accuracy, 4),
+                agreement=round(clean.agreement, 4),
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -319,7 +309,7 @@ def measure_parity(
                 spec.labels,
                 [names[row] for row in subset_rows],
             )
-        quantization = str((classifier.spec.quantization or {}).get("mode", "fp32"))
+        quantization = classifier.spec.quantization.mode if classifier.spec.quantization else "fp32"
         results.append(ExportParity(str(path), quantization, by_subset, _failures(by_subset["all"], limits)))
     return ParityReport(
         original=original_name,

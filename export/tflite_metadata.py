@@ -126,7 +126,7 @@ def standard_metadata(spec: ModelSpec, shapes: list[tuple[int, ...]], source: st
     metadata = schema.ModelMetadataT()
     metadata.name = f"tumorscan {spec.architecture}"
     metadata.description = f"Brain-MRI classifier of {len(spec.labels)} classes: {', '.join(spec.labels)}."
-    metadata.version = str(spec.quantization.get("mode", "")) if spec.quantization else ""
+    metadata.version = spec.quantization.mode if spec.quantization else ""
     metadata.author = "tumorscan"
     metadata.subgraphMetadata = [subgraph]
     metadata.minParserVersion = MIN_PARSER_VERSION

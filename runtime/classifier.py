@@ -108,8 +108,8 @@ Result = Prediction | PredictionError
 
 
 def _quantization_name(spec: ModelSpec, tensor: TensorInfo) -> str:
-    mode = (spec.quantization or {}).get("mode")
-    return str(mode) if mode else str(tensor.dtype)
+    mode = spec.quantization.mode if spec.quantization else ""
+    return mode or str(tensor.dtype)
 
 
 def _check_shapes(spec: ModelSpec, backend: Backend, source: str) -> None:

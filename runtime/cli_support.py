@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -20,6 +21,17 @@ def version_option(command: F) -> F:
     A fresh option per command: click remembers the program name of the first call in its callback.
     """
     return click.version_option(__version__, message="%(prog)s (tumorscan) %(version)s")(command)
+
+
+def default_of(function: Callable[..., Any], name: str) -> Any:
+    """The default of a parameter of `function`, for an option that passes it on (one home per default).
+
+    A dataclass's field defaults are class attributes: an option reads them directly (`TrainConfig.epochs`).
+    """
+    default = inspect.signature(function).parameters[name].default
+    if default is inspect.Parameter.empty:
+        raise TypeError(f"{function.__name__}: parameter {name!r} has no default")
+    return default
 
 
 def user_errors(command: F) -> F:

@@ -15,6 +15,7 @@ from typing import Any
 
 from .classifier import ModelIdentity, Prediction, PredictionError, Result
 from .errors import TumorscanError
+from .sections import QuantizationSpec
 
 FLOAT_TOLERANCE = 1e-4
 """Float outputs: NEON kernels sum in another order than AVX ones, so float32 probabilities differ in
@@ -143,11 +144,10 @@ def compare_records(
     return Comparison(len(reference), agree, identical, max_diff, problems)
 
 
-def output_tolerance(quantization: Mapping[str, Any]) -> tuple[float, str]:
+def output_tolerance(quantization: QuantizationSpec | None) -> tuple[float, str]:
     """One quantization step for a quantized output, FLOAT_TOLERANCE for a float one; and why."""
-    scale = quantization.get("output_scale")
-    if scale:
+    if quantization is not None and quantization.output_scale:
         # Dequantized values are scale * (q - zero point): allow for the float rounding of that product.
-        why = f"one step of the {quantization.get('output_dtype', 'quantized')} output"
-        return float(scale) * (1 + 1e-6), why
+        why = f"one step of the {quantization.output_dtype or 'quantized'} output"
+        return quantization.output_scale * (1 + 1e-6), why
     return FLOAT_TOLERANCE, "float output"

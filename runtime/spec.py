@@ -9,11 +9,19 @@ unknown fields are ignored, so newer files still load.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import MetadataError
+from .schema import MAX_NAME, Rule, check_object, hex_digest, non_negative, schema_problems, short, side
+from .sections import (
+    CALIBRATION_SCHEMA,
+    PARITY_SCHEMA,
+    QUANTIZATION_SCHEMA,
+    CalibrationSpec,
+    ParitySpec,
+    QuantizationSpec,
+)
 
 METADATA_KEY = "tumorscan"
 """Name of the metadata entry (TFLite metadata buffer, ONNX metadata_props key)."""
@@ -58,9 +66,9 @@ class ModelSpec:
     input: InputSpec
     architecture: str = "custom"
     source_sha256: str | None = None
-    quantization: dict[str, Any] | None = None
-    calibration: dict[str, Any] | None = None
-    parity: dict[str, Any] | None = None
+    quantization: QuantizationSpec | None = None
+    calibration: CalibrationSpec | None = None
+    parity: ParitySpec | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     spec_version: int = SPEC_VERSION
     integrity: dict[str, Any] | None = field(default=None, compare=False)
@@ -76,6 +84,12 @@ class ModelSpec:
         """Serialise to a compact, key-sorted JSON document."""
         data = asdict(self)
         data["labels"] = list(self.labels)
+        for name, section in (
+            ("quantization", self.quantization),
+            ("calibration", self.calibration),
+            ("parity", self.parity),
+        ):
+            data[name] = None if section is None else section.to_dict()
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -95,9 +109,9 @@ class ModelSpec:
                 input=input_spec,
                 architecture=str(data.get("architecture", "custom")),
                 source_sha256=data.get("source_sha256"),
-                quantization=data.get("quantization"),
-                calibration=data.get("calibration"),
-                parity=data.get("parity"),
+                quantization=_section(QuantizationSpec, data.get("quantization"), source),
+                calibration=_section(CalibrationSpec, data.get("calibration"), source),
+                parity=_section(ParitySpec, data.get("parity"), source),
                 provenance=dict(data.get("provenance") or {}),
                 spec_version=version,
                 integrity=data.get("integrity"),
@@ -133,21 +147,17 @@ class ModelSpec:
             raise MetadataError(f"{source}: invalid tumorscan metadata: {'; '.join(problems)}.")
 
 
+Section = TypeVar("Section", QuantizationSpec, CalibrationSpec, ParitySpec)
+
+
+def _section(kind: type[Section], data: Any, source: str) -> Section | None:
+    """A typed section of the spec, None when the file has none."""
+    return None if data is None else kind.from_dict(data, source)
+
+
 MAX_METADATA_BYTES = 1_000_000
 MAX_NESTING = 16
 MAX_LABELS = 1000
-MAX_NAME = 200
-MAX_SIDE = 8192
-
-
-@dataclass(frozen=True)
-class Rule:
-    """What one metadata field may hold: JSON types (None allowed when optional) and a further check."""
-
-    types: tuple[type, ...]
-    required: bool = False
-    check: Callable[[Any], str | None] | None = None
-    """Returns what is wrong with a value of the right type, or None."""
 
 
 def _labels(value: list[Any]) -> str | None:
@@ -158,78 +168,36 @@ def _labels(value: list[Any]) -> str | None:
     return None
 
 
-def _side(value: int) -> str | None:
-    return None if 8 <= value <= MAX_SIDE else f"must be 8 to {MAX_SIDE} pixels, not {value}"
-
-
-def _short(value: str) -> str | None:
-    return None if len(value) <= MAX_NAME else f"is longer than {MAX_NAME} characters"
-
-
-def _hex_digest(value: str) -> str | None:
-    ok = len(value) == 64 and all(c in "0123456789abcdef" for c in value)
-    return None if ok else "must be 64 lowercase hex digits"
-
-
-def _check_object(schema: dict[str, Rule]) -> Callable[[Any], str | None]:
-    def check(value: dict[str, Any]) -> str | None:
-        problems = schema_problems(value, schema)
-        return "; ".join(problems) or None
-
-    return check
-
-
-def _non_negative(value: int) -> str | None:
-    return None if value >= 0 else "must not be negative"
-
-
 INPUT_SCHEMA: dict[str, Rule] = {
-    "height": Rule((int,), required=True, check=_side),
-    "width": Rule((int,), required=True, check=_side),
+    "height": Rule((int,), required=True, check=side),
+    "width": Rule((int,), required=True, check=side),
     "channels": Rule((int,)),
-    "color": Rule((str,), check=_short),
-    "resize": Rule((str,), check=_short),
-    "dtype": Rule((str,), check=_short),
-    "normalization": Rule((str,), check=_short),
+    "color": Rule((str,), check=short),
+    "resize": Rule((str,), check=short),
+    "dtype": Rule((str,), check=short),
+    "normalization": Rule((str,), check=short),
 }
 
 INTEGRITY_SCHEMA: dict[str, Rule] = {
-    "scheme": Rule((str,), required=True, check=_short),
-    "sha256": Rule((str,), required=True, check=_hex_digest),
-    "bytes": Rule((int,), check=_non_negative),
+    "scheme": Rule((str,), required=True, check=short),
+    "sha256": Rule((str,), required=True, check=hex_digest),
+    "bytes": Rule((int,), check=non_negative),
 }
 
 SPEC_SCHEMA: dict[str, Rule] = {
     "labels": Rule((list,), required=True, check=_labels),
-    "input": Rule((dict,), required=True, check=_check_object(INPUT_SCHEMA)),
-    "architecture": Rule((str,), check=_short),
-    "source_sha256": Rule((str, type(None)), check=_short),
-    "quantization": Rule((dict, type(None))),
-    "calibration": Rule((dict, type(None))),
-    "parity": Rule((dict, type(None))),
+    "input": Rule((dict,), required=True, check=check_object(INPUT_SCHEMA)),
+    "architecture": Rule((str,), check=short),
+    "source_sha256": Rule((str, type(None)), check=short),
+    "quantization": Rule((dict, type(None)), check=check_object(QUANTIZATION_SCHEMA)),
+    "calibration": Rule((dict, type(None)), check=check_object(CALIBRATION_SCHEMA)),
+    "parity": Rule((dict, type(None)), check=check_object(PARITY_SCHEMA)),
     "provenance": Rule((dict, type(None))),
     "spec_version": Rule((int,)),
-    "integrity": Rule((dict, type(None)), check=_check_object(INTEGRITY_SCHEMA)),
+    "integrity": Rule((dict, type(None)), check=check_object(INTEGRITY_SCHEMA)),
     "trust": Rule((dict, type(None))),
 }
 """The known metadata fields. A new optional field needs one line here (and one in ModelSpec)."""
-
-
-def schema_problems(data: dict[str, Any], schema: dict[str, Rule]) -> list[str]:
-    """Every way `data` breaks `schema`, as 'field: what is wrong' strings (empty when it conforms)."""
-    problems = []
-    for name, rule in schema.items():
-        if name not in data:
-            if rule.required:
-                problems.append(f"{name}: missing")
-            continue
-        value = data[name]
-        if (isinstance(value, bool) and bool not in rule.types) or not isinstance(value, rule.types):
-            expected = " or ".join("null" if t is type(None) else t.__name__ for t in rule.types)
-            problems.append(f"{name}: must be {expected}, not {type(value).__name__}")
-        elif value is not None and rule.check is not None and (problem := rule.check(value)):
-            problems.append(f"{name}: {problem}")
-    return problems
 
 
 def _nesting(value: Any) -> int:
@@ -268,5 +236,7 @@ def parse_spec_json(text: str | bytes, source: str) -> dict[str, Any]:
         )
     problems = schema_problems(data, SPEC_SCHEMA)
     if problems:
-        raise MetadataError(f"{source}: invalid tumorscan metadata: {'; '.join(problems)}.")
+        raise MetadataError(
+            f"{source}: invalid tumorscan metadata: {'; '.join(problems)}; re-export the model."
+        )
     return data

@@ -35,7 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tumorscan.errors import MetadataError
 from tumorscan.records import RecordError, compare_records, output_tolerance, read_records
+from tumorscan.sections import QuantizationSpec
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE = REPO / ".cache" / "aarch64"
@@ -60,18 +62,21 @@ info = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in ope
 print(platform.machine(), sys.version.split()[0], info["CPU part"], "asimddp" in info["Features"].split())
 """
 PROBE_MODEL = """
-import json, sys
+import dataclasses, json, sys
 from pathlib import Path
 from tumorscan.metadata import read_model_spec
+from tumorscan.sections import QuantizationSpec
 path = Path(sys.argv[1])
-quantization = dict(read_model_spec(path).quantization or {})
-if path.suffix.lower() == ".tflite" and "output_dtype" not in quantization:
+quantization = read_model_spec(path).quantization
+if path.suffix.lower() == ".tflite" and (quantization is None or quantization.output_dtype is None):
     from ai_edge_litert.interpreter import Interpreter
     detail = Interpreter(model_path=str(path)).get_output_details()[0]
-    quantization["output_dtype"] = detail["dtype"].__name__
-    if detail["quantization"][0]:
-        quantization["output_scale"] = float(detail["quantization"][0])
-print(json.dumps(quantization))
+    quantization = dataclasses.replace(
+        quantization or QuantizationSpec(mode="unknown"),
+        output_dtype=detail["dtype"].__name__,
+        output_scale=float(detail["quantization"][0]) or None,
+    )
+print(json.dumps(quantization and quantization.to_dict()))
 """
 PROBE_VERSIONS = """
 import json, sys
@@ -490,7 +495,10 @@ def check_model(
 ) -> bool:
     """Run one model natively (unless --expect) and on each CPU; print its table; True when all match."""
     results = args.cache.resolve() / "results" / path.name
-    tolerance, why = output_tolerance(python_json(args.x86_python, PROBE_MODEL, str(path)))
+    quantization = python_json(args.x86_python, PROBE_MODEL, str(path))
+    tolerance, why = output_tolerance(
+        None if quantization is None else QuantizationSpec.from_dict(quantization, str(path))
+    )
     if args.expect:
         reference = read_records(args.expect.read_text(encoding="utf-8"), str(args.expect))
     else:
@@ -565,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
     try:
         return check(args)
-    except (CheckError, RecordError) as exc:
+    except (CheckError, RecordError, MetadataError) as exc:
         print(f"check_aarch64: {exc}", file=sys.stderr)
         return 2
 

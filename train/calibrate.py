@@ -302,7 +302,7 @@ def calibrate_keras(
     """Fit the trust entry of a saved `.keras` model and write `out/model.keras` carrying it.
 
     The validation split is carved from `data` as `tumor-train` does (stratified, seeded); by default with
-    the fraction and seed recorded in the model's provenance, else 0.15 and 0.
+    the fraction and seed recorded in the model's provenance, else those `TrainConfig` defaults to.
 
     Raises:
         ModelError, MetadataError: the model is missing, unsafe or has no spec.
@@ -310,7 +310,7 @@ def calibrate_keras(
     """
     from tumorscan.train.data import load_dataset, stratified_split
     from tumorscan.train.keras_file import copy_with_spec, load_keras, read_keras_spec
-    from tumorscan.train.trainer import require_training_stack
+    from tumorscan.train.trainer import TrainConfig, require_training_stack
 
     require_training_stack()
     spec = read_keras_spec(model_path) if model_path.is_file() else None
@@ -320,8 +320,8 @@ def calibrate_keras(
             "tumor-train or save it with tumorscan.train.keras_file.save_keras."
         )
     config = spec.provenance.get("config") or {}
-    val_split = float(config.get("val_split", 0.15)) if val_split is None else val_split
-    seed = int(config.get("seed", 0)) if seed is None else seed
+    val_split = float(config.get("val_split", TrainConfig.val_split)) if val_split is None else val_split
+    seed = int(config.get("seed", TrainConfig.seed)) if seed is None else seed
     model = load_keras(model_path)
     scans = load_dataset(data, spec.input.size, cache, labels=spec.labels, progress=progress)
     train_rows, val_rows = stratified_split(scans.label_ids, val_split, seed, spec.labels)

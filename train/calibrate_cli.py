@@ -9,6 +9,7 @@ import click
 from tumorscan.cli_support import user_errors, version_option
 from tumorscan.quiet import quiet_unless_verbose
 from tumorscan.train.calibrate import DEFAULT_TARGET_ACCURACY, calibrate_keras
+from tumorscan.train.trainer import TrainConfig
 
 FOLDER = click.Path(path_type=Path, file_okay=False)
 
@@ -24,9 +25,11 @@ FOLDER = click.Path(path_type=Path, file_okay=False)
 @click.option(
     "--val-split",
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    help="Validation fraction of --data. [default: the model's training run, else 0.15]",
+    help=f"Validation fraction of --data. [default: the model's training run, else {TrainConfig.val_split}]",
 )
-@click.option("--seed", type=int, help="Split seed. [default: the model's training run, else 0]")
+@click.option(
+    "--seed", type=int, help=f"Split seed. [default: the model's training run, else {TrainConfig.seed}]"
+)
 @click.option(
     "--target-accuracy",
     type=click.FloatRange(0, 1, min_open=True),

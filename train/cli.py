@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from tumorscan.cli_support import user_errors, version_option
+from tumorscan.cli_support import default_of, user_errors, version_option
 from tumorscan.quiet import quiet_unless_verbose
 from tumorscan.train.augment import AUGMENTATIONS
 from tumorscan.train.evaluate import evaluate_model
@@ -24,31 +24,51 @@ FOLDER = click.Path(path_type=Path, file_okay=False)
     "--out", required=True, type=FOLDER, help="Run folder for the model, reports, logs and checkpoints."
 )
 @click.option(
-    "--epochs", type=click.IntRange(min=1), default=30, show_default=True, help="Most epochs to train."
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=TrainConfig.epochs,
+    show_default=True,
+    help="Most epochs to train.",
 )
 @click.option(
-    "--size", type=click.IntRange(min=32), default=224, show_default=True, help="Input height and width."
+    "--size",
+    type=click.IntRange(min=32),
+    default=TrainConfig.size[0],
+    show_default=True,
+    help="Input height and width.",
 )
 @click.option(
-    "--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Global batch size."
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=TrainConfig.batch_size,
+    show_default=True,
+    help="Global batch size.",
 )
 @click.option(
-    "--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True, help="Adam rate."
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=TrainConfig.lr,
+    show_default=True,
+    help="Adam rate.",
 )
 @click.option(
     "--val-split",
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    default=0.15,
+    default=TrainConfig.val_split,
     show_default=True,
     help="Fraction of each class of --data held out for validation (model selection, early stopping).",
 )
 @click.option(
-    "--seed", type=int, default=0, show_default=True, help="Seeds weights, split, shuffling, augmentation."
+    "--seed",
+    type=int,
+    default=TrainConfig.seed,
+    show_default=True,
+    help="Seeds weights, split, shuffling, augmentation.",
 )
 @click.option(
     "--augment",
     type=click.Choice(AUGMENTATIONS),
-    default="seed",
+    default=TrainConfig.augment,
     show_default=True,
     help="seed: rotation up to 40 degrees and horizontal flips; strong: also zoom, shifts, brightness and "
     "contrast; shift: flips, small rotations, zoom mostly inwards, shifts, black fill and random gamma (the "
@@ -60,17 +80,21 @@ FOLDER = click.Path(path_type=Path, file_okay=False)
 @click.option(
     "--label-smoothing",
     type=click.FloatRange(0, 1, max_open=True),
-    default=0.0,
+    default=TrainConfig.label_smoothing,
     show_default=True,
     help="Move this share of each label evenly onto all classes (smaller logits, finer int8 steps).",
 )
 @click.option(
-    "--patience", type=click.IntRange(min=1), default=5, show_default=True, help="Early-stopping epochs."
+    "--patience",
+    type=click.IntRange(min=1),
+    default=TrainConfig.patience,
+    show_default=True,
+    help="Early-stopping epochs.",
 )
 @click.option(
     "--monitor",
     type=click.Choice(list(MONITORS)),
-    default="val_loss",
+    default=TrainConfig.monitor,
     show_default=True,
     help="Best-model metric.",
 )
@@ -78,7 +102,7 @@ FOLDER = click.Path(path_type=Path, file_okay=False)
 @click.option(
     "--strategy",
     type=click.Choice(STRATEGIES),
-    default="default",
+    default=TrainConfig.strategy,
     show_default=True,
     help="default: one device; mirrored: every local GPU (one device on a CPU); multiworker: from TF_CONFIG.",
 )
@@ -88,7 +112,7 @@ FOLDER = click.Path(path_type=Path, file_okay=False)
 @click.option("--cache", type=FOLDER, help="Pixel and feature cache folder. [default: OUT/../.cache]")
 @click.option(
     "--audit/--no-audit",
-    default=True,
+    default=TrainConfig.audit,
     show_default=True,
     help="Audit first: copies within --data and --test twins of --data (OUT/audit/).",
 )
@@ -122,7 +146,12 @@ def train_command(size: int, **options: Any) -> None:
     "--audit", type=click.Path(path_type=Path, dir_okay=False), help="audit.json (tumor-audit) of --data."
 )
 @click.option("--out", type=FOLDER, help="Write report.json, report.txt and confusion_matrix.png here.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=default_of(evaluate_model, "batch_size"),
+    show_default=True,
+)
 @click.option("--cache", type=FOLDER, help="Cache decoded pixels in this folder.")
 @quiet_unless_verbose
 @version_option

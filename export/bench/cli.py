@@ -40,28 +40,34 @@ def _log(message: str) -> None:
     show_default=True,
     help="Comma-separated formats to measure.",
 )
-@click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True, help="Timed calls.")
 @click.option(
-    "--warmup", type=click.IntRange(min=0), default=5, show_default=True, help="Untimed calls first."
+    "--runs", type=click.IntRange(min=1), default=BenchOptions.runs, show_default=True, help="Timed calls."
+)
+@click.option(
+    "--warmup",
+    type=click.IntRange(min=0),
+    default=BenchOptions.warmup,
+    show_default=True,
+    help="Untimed calls first.",
 )
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
-    default=16,
+    default=BenchOptions.batch_size,
     show_default=True,
     help="Images per throughput call.",
 )
 @click.option(
     "--threads",
     type=click.IntRange(min=1),
-    default=2,
+    default=BenchOptions.threads,
     show_default=True,
     help="CPU threads of every runtime.",
 )
 @click.option(
     "--cold-runs",
     type=click.IntRange(min=0),
-    default=3,
+    default=BenchOptions.cold_runs,
     show_default=True,
     help="Timed fresh processes per cold start (after one untimed run); 0 skips cold starts.",
 )

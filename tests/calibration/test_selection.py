@@ -85,7 +85,7 @@ def test_manifest_hash_is_stable_and_follows_file_content(dataset: Path, tmp_pat
     written = json.loads(manifest_path.read_text(encoding="utf-8"))
     assert written["manifest_sha256"] == chosen.manifest_sha256
     assert written["entries"] == chosen.manifest()["entries"]
-    assert chosen.describe()["manifest_sha256"] == chosen.manifest_sha256
+    assert chosen.describe().manifest_sha256 == chosen.manifest_sha256
 
     changed = dataset / chosen.entries[0].path
     changed.write_bytes(changed.read_bytes() + b"\0")

@@ -66,22 +66,24 @@ def _float_in_onnx(path: Path, node_name: str) -> bool:
 
 def test_all_int8_fails_and_the_chosen_float_layers_pass(auto_exported: ExportReport) -> None:
     for exported in auto_exported.files:
-        quantization = exported.spec["quantization"]
-        search = quantization["auto_float"]
-        assert search["all_int8"]["agreement"] < 0.99, exported.target  # the coarse output breaks parity
-        assert search["passed"] and search["chosen"]["agreement"] >= 0.99
-        assert exported.spec["parity"]["passed"]  # the independent check after export agrees
-        reasons = [layer["reason"] for layer in quantization["float_layers"]]
+        quantization, parity = exported.spec.quantization, exported.spec.parity
+        assert quantization is not None and quantization.auto_float is not None and parity is not None
+        search = quantization.auto_float
+        assert search.all_int8.agreement < 0.99, exported.target  # the coarse output breaks parity
+        assert search.passed and search.chosen.agreement >= 0.99
+        assert parity.passed  # the independent check after export agrees
+        reasons = [layer.reason for layer in quantization.float_layers or ()]
         assert any(reason.startswith("parity: quantization error") for reason in reasons)
 
 
 def test_listed_float_layers_are_float_in_the_file(auto_exported: ExportReport) -> None:
     for exported in auto_exported.files:
         path = Path(exported.path)
-        layers = read_model_spec(path).quantization["float_layers"]  # type: ignore[index]
+        quantization = read_model_spec(path).quantization
+        layers = quantization.float_layers if quantization else None
         assert layers
         float_in = _float_in_tflite if path.suffix == ".tflite" else _float_in_onnx
-        assert all(float_in(path, layer["name"]) for layer in layers), layers
+        assert all(float_in(path, layer.name) for layer in layers), layers
 
 
 def test_auto_float_needs_a_parity_folder(coarse_model: Path, sample_train: Path, tmp_path: Path) -> None:

@@ -68,8 +68,8 @@ def test_undecodable_scans_are_named_and_skipped_and_a_tiny_set_is_warned_about(
     _corrupt_scan(calibration / "glioma_tumor" / "broken (1).jpg")
     report = export_model(tiny_keras_model, _options(tmp_path, calibration_root=calibration))
     assert [name for name, _ in report.skipped_scans] == ["glioma_tumor/broken (1).jpg"]
-    assert report.calibration is not None and report.calibration["count"] == 24
-    assert report.calibration["skipped"] == 1
+    assert report.calibration is not None and report.calibration.count == 24
+    assert report.calibration.skipped == 1
     assert any("at least 100 recommended" in note for note in report.calibration_notes)
     text = (tmp_path / "out" / "export_report.txt").read_text(encoding="utf-8")
     assert (
@@ -90,11 +90,11 @@ def test_calibration_from_a_flat_or_misnamed_folder_exports(
         else:
             shutil.copytree(folder, calibration / f"healthy or not {folder.name[:3]}")
     report = export_model(tiny_keras_model, _options(tmp_path, calibration_root=calibration))
-    assert report.calibration is not None and report.calibration["count"] == 24
+    assert report.calibration is not None and report.calibration.count == 24
     expected = (
         {".": 24} if layout == "flat" else {f"healthy or not {f.name[:3]}": 6 for f in sample_train.iterdir()}
     )
-    assert report.calibration["labels"] == expected
+    assert report.calibration.labels == expected
     assert Path(report.files[0].path).is_file()
 
 

@@ -22,7 +22,8 @@ def test_export_prints_the_table_and_writes_the_report(tiny_keras_model: Path, t
     assert "Writing tflite-fp16" in result.stderr
     report = json.loads((out / "export_report.json").read_text(encoding="utf-8"))
     assert [f["target"] for f in report["files"]] == ["tflite-fp32", "tflite-fp16"]
-    assert read_model_spec(out / "tiny-fp16.tflite").quantization["mode"] == "fp16"  # type: ignore[index]
+    quantization = read_model_spec(out / "tiny-fp16.tflite").quantization
+    assert quantization is not None and quantization.mode == "fp16"
 
 
 def test_int8_without_calibration_is_a_clean_error(tiny_keras_model: Path, tmp_path: Path) -> None:

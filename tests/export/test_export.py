@@ -138,7 +138,7 @@ def test_metadata_round_trips(
     assert spec.input.size == TINY_SIZE and spec.input.normalization == "rescale"
     assert spec.architecture == "cnn2"
     assert spec.source_sha256 == file_sha256(tiny_keras_model)
-    assert spec.quantization is not None and spec.quantization["mode"] == target.split("-")[1]
+    assert spec.quantization is not None and spec.quantization.mode == target.split("-")[1]
     assert set(spec.provenance["tools"]) >= {
         "tumorscan",
         "tensorflow",
@@ -149,7 +149,7 @@ def test_metadata_round_trips(
     }
     assert spec.provenance["tools"]["tumorscan"] == tumorscan.__version__
     assert datetime.fromisoformat(spec.provenance["date_utc"]).tzinfo is not None
-    assert [f.spec for f in exported.files if f.target == target] == [json.loads(spec.to_json())]
+    assert [f.spec for f in exported.files if f.target == target] == [spec]
 
 
 def test_calibrated_files_record_quantization_and_calibration(exported_files: dict[str, Path]) -> None:
@@ -160,28 +160,24 @@ def test_calibrated_files_record_quantization_and_calibration(exported_files: di
     )
     for spec in (tflite, onnx):
         assert spec.calibration is not None
-        assert spec.calibration["manifest_sha256"] == manifest["manifest_sha256"]
-        assert (spec.calibration["count"], spec.calibration["seed"], spec.calibration["folder"]) == (
-            24,
-            0,
-            "train",
-        )
-    assert tflite.quantization == {
-        **(tflite.quantization or {}),
-        "mode": "int8",
-        "input_dtype": "uint8",
-        "output_dtype": "uint8",
-        "per_channel": True,
-        "calibration_method": "minmax",
-    }
-    assert 0.9 < tflite.quantization["input_scale"] <= 1.0 and tflite.quantization["input_zero_point"] == 0
-    assert onnx.quantization == {
-        **(onnx.quantization or {}),
-        "format": "QDQ",
-        "per_channel": True,
-        "input_dtype": "float32",
-        "calibration_method": "minmax",
-    }
+        assert spec.calibration.manifest_sha256 == manifest["manifest_sha256"]
+        assert (spec.calibration.count, spec.calibration.seed, spec.calibration.folder) == (24, 0, "train")
+    int8, qdq = tflite.quantization, onnx.quantization
+    assert int8 is not None and qdq is not None
+    assert (int8.mode, int8.input_dtype, int8.output_dtype, int8.per_channel, int8.calibration_method) == (
+        "int8",
+        "uint8",
+        "uint8",
+        True,
+        "minmax",
+    )
+    assert int8.input_scale is not None and 0.9 < int8.input_scale <= 1.0 and int8.input_zero_point == 0
+    assert (qdq.format, qdq.per_channel, qdq.input_dtype, qdq.calibration_method) == (
+        "QDQ",
+        True,
+        "float32",
+        "minmax",
+    )
     assert read_model_spec(exported_files["tflite-fp32"]).calibration is None
 
 

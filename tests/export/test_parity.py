@@ -14,11 +14,11 @@ from tumorscan.export.cli import export_command, parity_command
 from tumorscan.export.exporter import ExportReport
 from tumorscan.export.parity import (
     ParityError,
-    ParityLimits,
     ParityReport,
     compare_probabilities,
     run_parity,
 )
+from tumorscan.sections import ParityLimits
 
 FP32_TOLERANCE = 1e-4
 """fp32 files run the same float graph; only kernel summation order differs."""
@@ -200,6 +200,6 @@ def test_export_with_parity_stores_results_in_metadata(
     spec = Classifier.load(tmp_path / "tiny-int8.tflite").spec
     assert spec.parity is not None
     report = json.loads((tmp_path / "parity.json").read_text(encoding="utf-8"))
-    assert spec.parity["scans"] == 8 and spec.parity["passed"] is True  # exit status 0: the limits held
-    assert spec.parity["agreement"] == round(report["exports"][0]["subsets"]["all"]["agreement"], 4)
+    assert spec.parity.scans == 8 and spec.parity.passed is True  # exit status 0: the limits held
+    assert spec.parity.agreement == round(report["exports"][0]["subsets"]["all"]["agreement"], 4)
     assert (tmp_path / "parity.json").is_file()

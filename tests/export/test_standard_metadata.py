@@ -92,7 +92,7 @@ def test_adding_to_a_file_that_is_not_tflite_is_one_line(tmp_path: Path) -> None
 def test_int8_output_is_uint8_which_mediapipe_accepts(exported_files: dict[str, Path]) -> None:
     spec = read_model_spec(exported_files["tflite-int8"])
     assert spec.quantization is not None
-    assert (spec.quantization["input_dtype"], spec.quantization["output_dtype"]) == ("uint8", "uint8")
+    assert (spec.quantization.input_dtype, spec.quantization.output_dtype) == ("uint8", "uint8")
 
 
 def test_metadata_tables_and_labels_archive(exported_files: dict[str, Path]) -> None:

@@ -11,6 +11,7 @@ import pytest
 from tumorscan.folders import scan_dataset
 from tumorscan.images import load_pixels
 from tumorscan.metadata import embed_tflite_metadata
+from tumorscan.sections import QuantizationSpec
 from tumorscan.spec import METADATA_KEY, ModelSpec
 
 
@@ -46,7 +47,7 @@ def tiny_spec(tiny_keras_model: Path) -> ModelSpec:
 def tflite_fp32(tiny_keras_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model as float32 TFLite (float 0-255 input) with its spec embedded."""
     model, spec = _keras(tiny_keras_model)
-    spec = spec.with_updates(quantization={"mode": "fp32"})
+    spec = spec.with_updates(quantization=QuantizationSpec("fp32"))
     path = tmp_path_factory.mktemp("tflite") / "tiny_fp32.tflite"
     path.write_bytes(embed_tflite_metadata(_convert(model), spec))
     return path
@@ -56,7 +57,7 @@ def _int8(keras_path: Path, sample_train: Path, folder: Path, io_type: str) -> P
     model, spec = _keras(keras_path)
     calibration = [load_pixels(s.path, spec.input.size) for s in scan_dataset(sample_train)[::2]]
     calibration.append(np.linspace(0, 255, 32 * 32 * 3).reshape(32, 32, 3))  # full 0-255 range: input scale 1
-    spec = spec.with_updates(quantization={"mode": "int8"})
+    spec = spec.with_updates(quantization=QuantizationSpec("int8"))
     path = folder / f"tiny_int8_{io_type}.tflite"
     path.write_bytes(embed_tflite_metadata(_convert(model, io_type, calibration), spec))
     return path
@@ -105,7 +106,8 @@ def onnx_model(onnx_plain: Path, tiny_spec: ModelSpec) -> Path:
 
     proto = onnx.load(str(onnx_plain))
     entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, tiny_spec.with_updates(quantization={"mode": "fp32"}).to_json()
+    spec = tiny_spec.with_updates(quantization=QuantizationSpec("fp32"))
+    entry.key, entry.value = METADATA_KEY, spec.to_json()
     path = onnx_plain.with_name("tiny.onnx")
     path.write_bytes(proto.SerializeToString())
     return path

@@ -36,7 +36,7 @@ def test_default_model_is_the_golden_models_export() -> None:
     spec = Classifier.load(default_model_path()).spec
     assert spec.source_sha256 == GOLDEN["original_sha256"]
     assert list(spec.labels) == GOLDEN["labels"]
-    assert spec.quantization is not None and spec.quantization["mode"] == "int8"
+    assert spec.quantization is not None and spec.quantization.mode == "int8"
 
 
 def test_default_model_matches_the_original_on_the_sample_scans() -> None:

@@ -13,6 +13,7 @@ from tumorscan.cli import infer_command
 from tumorscan.errors import MetadataError, ModelError, ModelIntegrityError
 from tumorscan.integrity import onnx_digest, tflite_digest
 from tumorscan.metadata import pack_tflite_metadata, tflite_metadata_entry, tflite_metadata_span
+from tumorscan.sections import QuantizationSpec
 from tumorscan.spec import METADATA_KEY
 
 
@@ -60,7 +61,7 @@ def test_a_modified_onnx_weight_is_refused(onnx_plain: Path, tiny_spec: object, 
     from tumorscan.export.onnx import _set_spec
 
     proto = onnx.load(str(onnx_plain))
-    _set_spec(proto, tiny_spec.with_updates(quantization={"mode": "fp32"}))  # type: ignore[attr-defined]
+    _set_spec(proto, tiny_spec.with_updates(quantization=QuantizationSpec("fp32")))  # type: ignore[attr-defined]
     sealed = tmp_path / "sealed.onnx"
     sealed.write_bytes(proto.SerializeToString())
     assert Classifier.load(sealed).identity.integrity_checked

@@ -15,6 +15,7 @@ from tumorscan.metadata import (
     read_tflite_spec,
     tflite_metadata_entry,
 )
+from tumorscan.sections import QuantizationSpec
 from tumorscan.spec import METADATA_KEY, ModelSpec
 
 
@@ -23,7 +24,7 @@ def test_tflite_spec_round_trips_and_keeps_converter_entries(tflite_fp32: Path, 
     spec = read_tflite_spec(content, "tiny")
     assert spec.labels == tiny_spec.labels
     assert spec.input == tiny_spec.input
-    assert spec.quantization == {"mode": "fp32"}
+    assert spec.quantization == QuantizationSpec("fp32")
     assert tflite_metadata_entry(content, "min_runtime_version") is not None
 
 

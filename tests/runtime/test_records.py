@@ -17,6 +17,7 @@ from tumorscan.records import (
     output_tolerance,
     read_records,
 )
+from tumorscan.sections import QuantizationSpec
 
 LABELS = ("glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor")
 
@@ -101,10 +102,11 @@ def test_text_that_is_not_a_record_names_the_line(text: str) -> None:
 
 
 def test_tolerance_is_one_output_step_or_the_float_one() -> None:
-    tolerance, why = output_tolerance({"output_scale": 1 / 256, "output_dtype": "uint8"})
+    tolerance, why = output_tolerance(QuantizationSpec("int8", output_dtype="uint8", output_scale=1 / 256))
     assert tolerance == pytest.approx(1 / 256) and tolerance > 1 / 256
     assert why == "one step of the uint8 output"
-    assert output_tolerance({"mode": "fp32"}) == (FLOAT_TOLERANCE, "float output")
+    assert output_tolerance(QuantizationSpec("fp32")) == (FLOAT_TOLERANCE, "float output")
+    assert output_tolerance(None) == (FLOAT_TOLERANCE, "float output")
 
 
 def test_abstention_reads_back() -> None:

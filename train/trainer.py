@@ -484,7 +484,6 @@ def _build_backbone(config: TrainConfig, architecture: Architecture) -> Any:
     from tumorscan.train.transfer import build_backbone, parse_weights
 
     keras.utils.set_random_seed(config.seed)  # a backbone without weights is random: make it the seed's
-
     return build_backbone(architecture.transfer, config.size, parse_weights(config.weights))
 
 

@@ -170,27 +170,78 @@ def select_calibration(
         DatasetError: the folder is missing, holds no scans or holds dataset splits, or no scan decodes.
     """
     root = root.resolve()
+    candidates = _candidates(root, exclude, count)
+    quotas = stratified_quotas({label: len(files) for label, files in candidates.items()}, count)
+    notes = _availability_notes(root, candidates, count)
+    chosen, skipped, shortfalls = _decode(root, size, candidates, quotas, seed, progress)
+    notes += shortfalls + _quality_notes(root, chosen, skipped)
+    for note in notes:
+        warnings.warn(note, CalibrationWarning, stacklevel=2)
+
+    entries, pixels = _sorted_entries(chosen)
+    return CalibrationSet(
+        root=root,
+        size=(int(size[0]), int(size[1])),
+        seed=seed,
+        requested=count,
+        entries=entries,
+        skipped=tuple(skipped),
+        warnings=tuple(notes),
+        _pixels=pixels,
+    )
+
+
+def _candidates(root: Path, exclude: Iterable[Path], count: int) -> dict[str, list[Path]]:
+    """The scans to choose from by group (rule 1), the excluded ones dropped.
+
+    Raises:
+        DatasetError: every scan is excluded (or `scan_groups` refuses the folder).
+    """
     excluded = {Path(path).resolve() for path in exclude}
     candidates = {
         group: kept
         for group, files in scan_groups(root).items()
         if (kept := [path for path in files if path.resolve() not in excluded])
     }
-    notes: list[str] = []
     if not candidates:
         raise DatasetError(f"{root}: every scan is excluded; nothing is left to calibrate on.")
     if count < len(candidates):
         candidates = {".": sorted(path for files in candidates.values() for path in files)}
-    quotas = stratified_quotas({label: len(files) for label, files in candidates.items()}, count)
+    return candidates
+
+
+def _availability_notes(root: Path, candidates: dict[str, list[Path]], count: int) -> list[str]:
+    """A note when the folder holds fewer scans than asked for."""
+    notes: list[str] = []
     available = sum(len(files) for files in candidates.values())
     if count > available:
         notes.append(
             f"asked for {count} calibration scans but {root} has only {available}; using all of them."
         )
+    return notes
 
+
+_Chosen = list[tuple[CalibrationEntry, NDArray[np.uint8]]]
+
+
+def _decode(
+    root: Path,
+    size: tuple[int, int],
+    candidates: dict[str, list[Path]],
+    quotas: dict[str, int],
+    seed: int,
+    progress: bool,
+) -> tuple[_Chosen, list[tuple[str, str]], list[str]]:
+    """Shuffle each class with the seed and decode its scans until its quota is met (rule 3).
+
+    Returns:
+        The chosen entries with their pixels, the skipped scans (name, reason), and a note per class
+        that fell short of its quota.
+    """
     rng = np.random.default_rng(seed)
-    chosen: list[tuple[CalibrationEntry, NDArray[np.uint8]]] = []
+    chosen: _Chosen = []
     skipped: list[tuple[str, str]] = []
+    notes: list[str] = []
     with _progress(sum(quotas.values()), f"Decoding calibration scans from {root}", progress) as advance:
         for label in sorted(candidates):
             files = [candidates[label][int(index)] for index in rng.permutation(len(candidates[label]))]
@@ -199,6 +250,16 @@ def select_calibration(
                 notes.append(
                     f"folder {label}: only {taken} of {quotas[label]} scans are readable and distinct."
                 )
+    return chosen, skipped, notes
+
+
+def _quality_notes(root: Path, chosen: _Chosen, skipped: list[tuple[str, str]]) -> list[str]:
+    """Notes on replaced scans and on a set too small for good ranges.
+
+    Raises:
+        DatasetError: no scan could be decoded.
+    """
+    notes: list[str] = []
     if not chosen:
         raise DatasetError(
             f"{root}: none of the scans tried could be decoded; first problem: {skipped[0][1]}"
@@ -213,22 +274,15 @@ def select_calibration(
             f"only {len(chosen)} calibration scans (at least {MIN_RECOMMENDED} recommended); "
             f"int8 activation ranges may be poor."
         )
-    for note in notes:
-        warnings.warn(note, CalibrationWarning, stacklevel=2)
+    return notes
 
+
+def _sorted_entries(chosen: _Chosen) -> tuple[tuple[CalibrationEntry, ...], NDArray[np.uint8]]:
+    """The entries sorted by class, then path (rule 4), and their pixels stacked read-only in that order."""
     chosen.sort(key=lambda item: (item[0].label, item[0].path))
     pixels = np.stack([array for _, array in chosen])
     pixels.flags.writeable = False
-    return CalibrationSet(
-        root=root,
-        size=(int(size[0]), int(size[1])),
-        seed=seed,
-        requested=count,
-        entries=tuple(entry for entry, _ in chosen),
-        skipped=tuple(skipped),
-        warnings=tuple(notes),
-        _pixels=pixels,
-    )
+    return tuple(entry for entry, _ in chosen), pixels
 
 
 def scan_groups(root: Path) -> dict[str, list[Path]]:
@@ -261,7 +315,7 @@ def _take(
     quota: int,
     root: Path,
     size: tuple[int, int],
-    chosen: list[tuple[CalibrationEntry, NDArray[np.uint8]]],
+    chosen: _Chosen,
     skipped: list[tuple[str, str]],
     advance: Callable[[int], None],
 ) -> int:

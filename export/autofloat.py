@@ -177,6 +177,58 @@ class _Tries:
         return Classifier.load(path, num_threads=self.threads)
 
 
+@dataclass
+class _Search:
+    """The search so far: the layers kept in float, the current file and its parity."""
+
+    tries: _Tries
+    held_out: HeldOut
+    log: Log
+    chosen: dict[str, FloatLayer]
+    current: Classifier
+    parity: SubsetParity
+
+    def keep(self, layer: Layer, reason: str, trial: Classifier, parity: SubsetParity) -> None:
+        """Keep `layer` in float: `trial` (with its `parity`) becomes the current file."""
+        self.chosen[layer.name] = FloatLayer(layer.name, layer.op, reason)
+        self.current, self.parity = trial, parity
+        self.log(f"  {layer.name}: {reason}")
+
+
+def _float_for_speed(search: _Search, ranked: list[Layer], quantizer: Quantizer, options: AutoFloat) -> None:
+    """Keep in float each timed layer whose float version makes the whole model faster (step 2)."""
+    image = search.held_out.pixels[:1]
+    timed = [x for x in ranked if x.op in quantizer.speed_ops] if options.time_layers else []
+    for layer in timed:
+        trial = search.tries.load([*search.chosen, layer.name])
+        int8_ms, float_ms, ratio = compare_speed(search.current, trial, image)
+        if max(float_ms / int8_ms, ratio) < 1 - options.speed_margin:  # both views must agree
+            reason = (
+                f"faster in float: model call {float_ms:.3f} ms instead of {int8_ms:.3f} ms "
+                f"(median paired ratio {ratio:.2f})"
+            )
+            search.keep(layer, reason, trial, _parity(trial, search.held_out))
+
+
+def _float_for_parity(search: _Search, ranked: list[Layer], options: AutoFloat) -> None:
+    """While parity fails, revert the worst-ranked int8 layers to float, keeping those that help (step 3)."""
+    reverts = 0
+    for layer in (x for x in ranked if x.name not in search.chosen):
+        if _passes(search.parity, options.limits) or reverts >= options.max_float:
+            break
+        trial = search.tries.load([*search.chosen, layer.name])
+        found = _parity(trial, search.held_out)
+        if found.agreement <= search.parity.agreement:
+            search.log(f"  {layer.name} in float: agreement {found.agreement:.2%}, no better; stepped back")
+            continue
+        reason = (
+            f"parity: quantization error {layer.error_text}; agreement {search.parity.agreement:.2%} -> "
+            f"{found.agreement:.2%}"
+        )
+        search.keep(layer, reason, trial, found)
+        reverts += 1
+
+
 def choose_float_layers(
     quantizer: Quantizer, suffix: str, options: AutoFloat
 ) -> tuple[list[FloatLayer], AutoFloatRecord]:
@@ -188,41 +240,15 @@ def choose_float_layers(
         f"  {len(ranked)} quantized layers; worst: "
         + ", ".join(f"{x.name} ({x.error_text})" for x in ranked[:3])
     )
-    chosen: dict[str, FloatLayer] = {}
     with tempfile.TemporaryDirectory(prefix="tumorscan-autofloat-") as folder:
         tries = _Tries(quantizer, Path(folder), suffix, options.threads)
         current = tries.load([])
         all_int8 = parity = _parity(current, held_out)
         log(f"  all int8: agreement {parity.agreement:.2%}, drop {parity.drop_points:.2f} points")
-        image = held_out.pixels[:1]
-        timed = [x for x in ranked if x.op in quantizer.speed_ops] if options.time_layers else []
-        for layer in timed:
-            trial = tries.load([*chosen, layer.name])
-            int8_ms, float_ms, ratio = compare_speed(current, trial, image)
-            if max(float_ms / int8_ms, ratio) < 1 - options.speed_margin:  # both views must agree
-                reason = (
-                    f"faster in float: model call {float_ms:.3f} ms instead of {int8_ms:.3f} ms "
-                    f"(median paired ratio {ratio:.2f})"
-                )
-                chosen[layer.name] = FloatLayer(layer.name, layer.op, reason)
-                current, parity = trial, _parity(trial, held_out)
-                log(f"  {layer.name}: {reason}")
-        reverts = 0
-        for layer in (x for x in ranked if x.name not in chosen):
-            if _passes(parity, options.limits) or reverts >= options.max_float:
-                break
-            trial = tries.load([*chosen, layer.name])
-            found = _parity(trial, held_out)
-            if found.agreement <= parity.agreement:
-                log(f"  {layer.name} in float: agreement {found.agreement:.2%}, no better; stepped back")
-                continue
-            reason = (
-                f"parity: quantization error {layer.error_text}; agreement {parity.agreement:.2%} -> "
-                f"{found.agreement:.2%}"
-            )
-            chosen[layer.name] = FloatLayer(layer.name, layer.op, reason)
-            current, parity, reverts = trial, found, reverts + 1
-            log(f"  {layer.name}: {reason}")
+        search = _Search(tries, held_out, log, {}, current, parity)
+        _float_for_speed(search, ranked, quantizer, options)
+        _float_for_parity(search, ranked, options)
+    chosen, parity = search.chosen, search.parity
     passed = _passes(parity, options.limits)
     summary = AutoFloatRecord(
         held_out=held_out.folder,

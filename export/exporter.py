@@ -35,7 +35,14 @@ from tumorscan.train.keras_file import file_sha256, load_keras, read_keras_spec
 from .adapt import check_classifier
 from .formats import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, ExportJob, ExportTarget, parse_names
 from .graph import check_output_shape, check_probabilities, model_input_size, prepare_model
-from .parity import ExportParity, ParityReport, format_parity, measure_parity, write_parity
+from .parity import (
+    ExportParity,
+    ParityCheck,
+    ParityReport,
+    format_parity,
+    measure_parity,
+    write_parity,
+)
 
 if TYPE_CHECKING:
     from tumorscan.calibration import CalibrationSet
@@ -328,6 +335,190 @@ def _auto_float(
     return AutoFloat(held_out, options.parity_limits, options.max_float, log=log)
 
 
+def _calibration_root(options: ExportOptions) -> Path | None:
+    """Check the options against each other before any slow work; the calibration folder (None: none needed).
+
+    Raises:
+        TumorscanError: an unknown calibration method, int8 targets without --calibration, split roots,
+            --auto-float without --parity, or an output folder that cannot be written.
+    """
+    parse_names([options.calibration_method], CALIBRATION_METHODS, "calibration method")
+    calibrated = [target.name for target in options.targets if target.calibrated]
+    root = options.calibration_root if calibrated else None
+    if calibrated and root is None:
+        raise TumorscanError(
+            f"{', '.join(calibrated)} need calibration scans: pass --calibration DIR, a folder of scans "
+            "like the training set."
+        )
+    refuse_split_roots(root, options.parity_data)
+    if options.auto_float and options.parity_data is None:
+        raise TumorscanError(
+            "--auto-float needs a labelled folder to judge parity on: pass --parity DIR "
+            "(e.g. the test split)."
+        )
+    ensure_writable(options.out_dir)
+    return root
+
+
+@dataclass(frozen=True)
+class _Source:
+    """The source model, loaded, checked and prepared for export, with its spec and input size."""
+
+    path: Path
+    own_spec: ModelSpec | None
+    """The spec the .keras file carries (None for a model trained elsewhere)."""
+    spec: ModelSpec
+    input_size: tuple[int, int]
+    prepared: Any
+    size_bytes: int
+
+    @property
+    def name(self) -> str:
+        return str(self.path)
+
+
+def _load_source(model_path: Path, options: ExportOptions, log: Log) -> _Source:
+    """Load the model safely, read (or build) its spec, prepare it and check its output shape."""
+    source = str(model_path)
+    own_spec = _own_spec(model_path, options)
+    log(f"Loading {model_path}")
+    model = load_keras(model_path, allow_legacy=options.allow_legacy)
+    check_classifier(model, source)
+    size = model_input_size(model, own_spec.input.size if own_spec else options.input_size, source)
+    spec = own_spec or _foreign_spec(model, size, options, source)
+    prepared = prepare_model(model, size, options.preprocess or "none", options.logits)
+    check_output_shape(prepared, spec.labels, source)
+    return _Source(model_path, own_spec, spec, size, prepared, model_path.stat().st_size)
+
+
+@dataclass(frozen=True)
+class _Calibration:
+    """The scans that calibrate the int8 targets, their record for the spec and their manifest file."""
+
+    scans: CalibrationSet | None = None
+    summary: CalibrationSpec | None = None
+    manifest: Path | None = None
+
+
+def _choose_calibration(
+    root: Path | None, source: _Source, options: ExportOptions, log: Log, progress: bool
+) -> _Calibration:
+    """Select the calibration scans, check the model's outputs on the first ones, write the manifest."""
+    size, stem = source.input_size, source.path.stem
+    calibration = None if root is None else _select_calibration(root, options, size, log, progress)
+    check_probabilities(
+        source.prepared, _sample_pixels(calibration, size, options.seed), options.logits, source.name
+    )
+    summary = None
+    if calibration is not None:
+        summary = calibration.describe()
+        calibration.write_manifest(options.out_dir / f"{stem}-calibration.json")
+    manifest = options.out_dir / f"{stem}-calibration.json" if calibration is not None else None
+    return _Calibration(calibration, summary, manifest)
+
+
+def _for_export(source: _Source) -> tuple[ModelSpec, Any]:
+    """The spec every file embeds (source hash, tool versions) and the model to write.
+
+    A calibrated tumorscan model gets its distance output (the input check) appended.
+    """
+    model_path, own_spec, prepared = source.path, source.own_spec, source.prepared
+    spec = source.spec.with_updates(source_sha256=file_sha256(model_path), provenance=provenance())
+    distance = read_distance(model_path) if own_spec is not None and own_spec.trust else None
+    exported_model = prepared if distance is None else with_distance_output(prepared, distance, source.name)
+    return spec, exported_model
+
+
+def _write_files(
+    source: _Source,
+    spec: ModelSpec,
+    exported_model: Any,
+    calibration: _Calibration,
+    auto_float: AutoFloat | None,
+    options: ExportOptions,
+    log: Log,
+) -> tuple[ExportedFile, ...]:
+    """Write every requested format-mode, in order, each through its writer."""
+    stem, summary = source.path.stem, calibration.summary
+    return tuple(
+        _write_timed(
+            ExportJob(
+                target=target,
+                model=exported_model,
+                spec=spec,
+                path=target.output_path(options.out_dir, stem),
+                calibration=calibration.scans,
+                calibration_summary=summary,
+                calibration_method=options.calibration_method,
+                auto_float=auto_float if target.calibrated else None,
+            ),
+            source.size_bytes,
+            log,
+        )
+        for target in options.targets
+    )
+
+
+def _check_parity(
+    source: _Source,
+    spec: ModelSpec,
+    files: tuple[ExportedFile, ...],
+    manifest: Path | None,
+    options: ExportOptions,
+    log: Log,
+    progress: bool,
+) -> tuple[tuple[ExportedFile, ...], ParityReport | None]:
+    """With --parity: measure each file against the model, write parity.*, store the results in each file."""
+    if options.parity_data is None:
+        return files, None
+    log(f"Checking parity on {options.parity_data}")
+    parity = measure_parity(
+        source.prepared,
+        spec,
+        str(spec.source_sha256),
+        source.name,
+        [Path(f.path) for f in files],
+        ParityCheck(
+            options.parity_data,
+            options.parity_audit,
+            manifest,
+            options.parity_limits,
+            progress=progress,
+        ),
+    )
+    write_parity(parity, options.out_dir)
+    files = tuple(
+        _store_parity(f, target, result)
+        for f, target, result in zip(files, options.targets, parity.exports, strict=True)
+    )
+    return files, parity
+
+
+def _write_report(
+    source: _Source,
+    spec: ModelSpec,
+    files: tuple[ExportedFile, ...],
+    calibration: _Calibration,
+    parity: ParityReport | None,
+    out_dir: Path,
+) -> ExportReport:
+    """The export report, written as export_report.json and export_report.txt in `out_dir`."""
+    scans = calibration.scans
+    report = ExportReport(
+        source=source.name,
+        source_size_bytes=source.size_bytes,
+        source_sha256=str(spec.source_sha256),
+        files=files,
+        calibration=calibration.summary,
+        calibration_notes=scans.warnings if scans else (),
+        skipped_scans=scans.skipped if scans else (),
+        parity=parity,
+    )
+    atomic_write_text(out_dir / REPORT_JSON, report.to_json())
+    atomic_write_text(out_dir / REPORT_TEXT, report.to_text())
+    return report
+
+
 def export_model(
     model_path: Path, options: ExportOptions, log: Log = _silent, progress: bool = False
 ) -> ExportReport:
@@ -345,91 +536,11 @@ def export_model(
     Raises:
         TumorscanError: (or a subclass) for every problem with the inputs, named with what to do.
     """
-    source = str(model_path)
-    parse_names([options.calibration_method], CALIBRATION_METHODS, "calibration method")
-    calibrated = [target.name for target in options.targets if target.calibrated]
-    root = options.calibration_root if calibrated else None
-    if calibrated and root is None:
-        raise TumorscanError(
-            f"{', '.join(calibrated)} need calibration scans: pass --calibration DIR, a folder of scans "
-            "like the training set."
-        )
-    refuse_split_roots(root, options.parity_data)
-    if options.auto_float and options.parity_data is None:
-        raise TumorscanError(
-            "--auto-float needs a labelled folder to judge parity on: pass --parity DIR "
-            "(e.g. the test split)."
-        )
-    ensure_writable(options.out_dir)
-    own_spec = _own_spec(model_path, options)
-    log(f"Loading {model_path}")
-    model = load_keras(model_path, allow_legacy=options.allow_legacy)
-    check_classifier(model, source)
-    size = model_input_size(model, own_spec.input.size if own_spec else options.input_size, source)
-    spec = own_spec or _foreign_spec(model, size, options, source)
-    prepared = prepare_model(model, size, options.preprocess or "none", options.logits)
-    check_output_shape(prepared, spec.labels, source)
-    calibration = None if root is None else _select_calibration(root, options, size, log, progress)
-    check_probabilities(prepared, _sample_pixels(calibration, size, options.seed), options.logits, source)
-
-    stem = model_path.stem
-    summary = None
-    if calibration is not None:
-        summary = calibration.describe()
-        calibration.write_manifest(options.out_dir / f"{stem}-calibration.json")
-    source_size = model_path.stat().st_size
-    spec = spec.with_updates(source_sha256=file_sha256(model_path), provenance=provenance())
-    distance = read_distance(model_path) if own_spec is not None and own_spec.trust else None
-    exported_model = prepared if distance is None else with_distance_output(prepared, distance, source)
-    manifest = options.out_dir / f"{stem}-calibration.json" if calibration is not None else None
-    auto_float = _auto_float(prepared, spec, options, manifest, log, progress)
-    files = tuple(
-        _write_timed(
-            ExportJob(
-                target=target,
-                model=exported_model,
-                spec=spec,
-                path=target.output_path(options.out_dir, stem),
-                calibration=calibration,
-                calibration_summary=summary,
-                calibration_method=options.calibration_method,
-                auto_float=auto_float if target.calibrated else None,
-            ),
-            source_size,
-            log,
-        )
-        for target in options.targets
-    )
-    parity = None
-    if options.parity_data is not None:
-        log(f"Checking parity on {options.parity_data}")
-        parity = measure_parity(
-            prepared,
-            spec,
-            str(spec.source_sha256),
-            source,
-            [Path(f.path) for f in files],
-            options.parity_data,
-            options.parity_audit,
-            manifest,
-            options.parity_limits,
-            progress=progress,
-        )
-        write_parity(parity, options.out_dir)
-        files = tuple(
-            _store_parity(f, target, result)
-            for f, target, result in zip(files, options.targets, parity.exports, strict=True)
-        )
-    report = ExportReport(
-        source=source,
-        source_size_bytes=source_size,
-        source_sha256=str(spec.source_sha256),
-        files=files,
-        calibration=summary,
-        calibration_notes=calibration.warnings if calibration else (),
-        skipped_scans=calibration.skipped if calibration else (),
-        parity=parity,
-    )
-    atomic_write_text(options.out_dir / REPORT_JSON, report.to_json())
-    atomic_write_text(options.out_dir / REPORT_TEXT, report.to_text())
-    return report
+    root = _calibration_root(options)
+    source = _load_source(model_path, options, log)
+    calibration = _choose_calibration(root, source, options, log, progress)
+    spec, exported_model = _for_export(source)
+    auto_float = _auto_float(source.prepared, spec, options, calibration.manifest, log, progress)
+    files = _write_files(source, spec, exported_model, calibration, auto_float, options, log)
+    files, parity = _check_parity(source, spec, files, calibration.manifest, options, log, progress)
+    return _write_report(source, spec, files, calibration, parity, options.out_dir)

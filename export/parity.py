@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -24,6 +24,9 @@ from tumorscan.spec import ModelSpec
 from tumorscan.train.batches import in_batches, keras_outputs
 from tumorscan.train.figures import new_figure, save_png
 from tumorscan.train.keras_file import file_sha256, load_keras, require_keras_spec
+
+if TYPE_CHECKING:
+    from tumorscan.train.data import CachedScans
 
 
 class ParityError(TumorscanError):
@@ -208,6 +211,18 @@ def _check_provenance(
         warnings.warn(message + "; compared anyway.", stacklevel=2)
 
 
+@dataclass(frozen=True)
+class ParityCheck:
+    """What a parity check compares on and how; `run_parity` documents each field."""
+
+    data: Path
+    audit: Path | None = None
+    exclude_manifest: Path | None = None
+    limits: ParityLimits = field(default_factory=ParityLimits)
+    allow_other_source: bool = False
+    progress: bool = True
+
+
 def run_parity(
     original: Path,
     exported: Sequence[Path],
@@ -238,37 +253,14 @@ def run_parity(
         original,
         "for a model trained elsewhere, run the check at export time with tumor-export --parity DIR.",
     )
-    return measure_parity(
-        load_keras(original),
-        spec,
-        file_sha256(original),
-        str(original),
-        exported,
-        data,
-        audit,
-        exclude_manifest,
-        limits,
-        allow_other_source,
-        progress,
-    )
+    check = ParityCheck(data, audit, exclude_manifest, limits, allow_other_source, progress)
+    return measure_parity(load_keras(original), spec, file_sha256(original), str(original), exported, check)
 
 
-def measure_parity(
-    model: Any,
-    spec: ModelSpec,
-    original_sha256: str,
-    original_name: str,
-    exported: Sequence[Path],
-    data: Path,
-    audit: Path | None = None,
-    exclude_manifest: Path | None = None,
-    limits: ParityLimits = ParityLimits(),
-    allow_other_source: bool = False,
-    progress: bool = True,
-) -> ParityReport:
-    """`run_parity` on a loaded Keras model (taking RGB 0-255) described by `spec`."""
-    from tumorscan.train.data import load_dataset
-
+def _load_exports(
+    exported: Sequence[Path], spec: ModelSpec, original_sha256: str, allow_other_source: bool
+) -> list[Classifier]:
+    """Each exported file through the runtime, once its labels, source model and input match the original."""
     classifiers = [Classifier.load(path) for path in exported]
     for path, classifier in zip(exported, classifiers, strict=True):
         _check_provenance(original_sha256, spec, classifier, path, allow_other_source)
@@ -276,8 +268,18 @@ def measure_parity(
             raise ParityError(
                 f"{path}: input spec {classifier.spec.input} differs from the original's {spec.input}."
             )
+    return classifiers
 
-    scans = load_dataset(data, spec.input.size, cache_dir=None, labels=spec.labels, progress=progress)
+
+def _load_subsets(
+    spec: ModelSpec, check: ParityCheck
+) -> tuple[CachedScans, dict[str, NDArray[np.int64]], int]:
+    """The decoded folder, the rows of each subset ("all", and "clean" with an audit) and how many
+    calibration scans were left out."""
+    from tumorscan.train.data import load_dataset
+
+    data, audit, exclude_manifest = check.data, check.audit, check.exclude_manifest
+    scans = load_dataset(data, spec.input.size, cache_dir=None, labels=spec.labels, progress=check.progress)
     rows = np.arange(len(scans), dtype=np.int64)
     excluded = 0
     if exclude_manifest is not None:
@@ -289,34 +291,61 @@ def measure_parity(
         from tumorscan.train.audit import load_clean_subset
 
         subsets["clean"] = np.intersect1d(rows, scans.rows_in(load_clean_subset(audit)))
+    return scans, subsets, excluded
 
-    pixels = np.asarray(scans.pixels[rows])
-    position = {row: i for i, row in enumerate(rows)}
+
+def _compare_subsets(
+    expected: NDArray[np.float32],
+    probabilities: NDArray[np.float32],
+    scans: CachedScans,
+    subsets: dict[str, NDArray[np.int64]],
+    labels: Sequence[str],
+) -> dict[str, SubsetParity]:
+    """`compare_probabilities` on each subset; the predictions are in the order of the rows of "all"."""
+    position = {row: i for i, row in enumerate(subsets["all"])}
     names = scans.relative_paths()
+    by_subset = {}
+    for name, subset_rows in subsets.items():
+        index = np.array([position[row] for row in subset_rows], dtype=np.int64)
+        by_subset[name] = compare_probabilities(
+            expected[index],
+            probabilities[index],
+            scans.label_ids[subset_rows],
+            labels,
+            [names[row] for row in subset_rows],
+        )
+    return by_subset
+
+
+def measure_parity(
+    model: Any,
+    spec: ModelSpec,
+    original_sha256: str,
+    original_name: str,
+    exported: Sequence[Path],
+    check: ParityCheck,
+) -> ParityReport:
+    """`run_parity` on a loaded Keras model (taking RGB 0-255) described by `spec`."""
+    classifiers = _load_exports(exported, spec, original_sha256, check.allow_other_source)
+    scans, subsets, excluded = _load_subsets(spec, check)
+    pixels = np.asarray(scans.pixels[subsets["all"]])
     reference = keras_outputs(model, pixels)
     results = []
     for path, classifier in zip(exported, classifiers, strict=True):
         probabilities = in_batches(classifier.probabilities, pixels)
         # compare what the runtime reports: the original's probabilities with the file's temperature
         expected = classifier.trust.calibrate(reference) if classifier.trust else reference
-        by_subset = {}
-        for name, subset_rows in subsets.items():
-            index = np.array([position[row] for row in subset_rows], dtype=np.int64)
-            by_subset[name] = compare_probabilities(
-                expected[index],
-                probabilities[index],
-                scans.label_ids[subset_rows],
-                spec.labels,
-                [names[row] for row in subset_rows],
-            )
+        by_subset = _compare_subsets(expected, probabilities, scans, subsets, spec.labels)
         quantization = classifier.spec.quantization.mode if classifier.spec.quantization else "fp32"
-        results.append(ExportParity(str(path), quantization, by_subset, _failures(by_subset["all"], limits)))
+        results.append(
+            ExportParity(str(path), quantization, by_subset, _failures(by_subset["all"], check.limits))
+        )
     return ParityReport(
         original=original_name,
         original_sha256=original_sha256,
-        data=str(data),
+        data=str(check.data),
         labels=list(spec.labels),
-        limits=limits,
+        limits=check.limits,
         exports=results,
         unreadable=[(str(path), reason) for path, reason in scans.unreadable],
         excluded=excluded,

@@ -19,7 +19,8 @@ import platform
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,6 +38,7 @@ from tumorscan.train.augment import AUGMENTATIONS, make_augmenter
 from tumorscan.train.calibrate import DEFAULT_TARGET_ACCURACY, calibrate_scans, write_trust_report
 from tumorscan.train.data import CachedScans, default_cache_dir, load_dataset, make_dataset, stratified_split
 from tumorscan.train.distribute import (
+    Worker,
     distributed_dataset,
     fix_keras_distribution,
     peers_lost,
@@ -49,7 +51,7 @@ from tumorscan.train.keras_file import save_keras
 from tumorscan.train.reporting import model_report, write_reports
 
 if TYPE_CHECKING:
-    from tumorscan.train.architectures import Transfer
+    from tumorscan.train.architectures import Architecture, Transfer
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 RECIPE = (
@@ -442,37 +444,61 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def train(config: TrainConfig, echo: bool = True, progress: bool = True) -> TrainResult:
-    """Run (or resume) a training run as described by `config`; see the module docstring for its outputs.
+@contextmanager
+def _timed(timings: dict[str, Any], key: str) -> Iterator[None]:
+    """Record the seconds the block took as `timings[key]` (not when it raises)."""
+    begun = time.time()
+    yield
+    timings[key] = round(time.time() - begun, 2)
 
-    Args:
-        config: the run's settings.
-        echo: also print log lines to stderr (they always go to train.log).
-        progress: progress bars while auditing and decoding.
 
-    Raises:
-        TumorscanError: bad options, datasets, output folder or weights; the message says what to do.
-    """
-    require_training_stack()
-    config.validate()
+@dataclass
+class _Run:
+    """A run in progress: its settings, cluster place, checkpoint state, log and run.json record."""
+
+    config: TrainConfig
+    architecture: Architecture
+    backbone: Any
+    strategy: Any
+    worker: Worker
+    worker_out: Path | None
+    """Not the chief: the run folder the chief writes (this worker's own folder is scratch)."""
+    state: dict[str, Any] | None
+    log: RunLog
+    record: dict[str, Any]
+    """What run.json holds; its "timings" are `timings`."""
+    timings: dict[str, Any]
+    started: float
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.config.out / CHECKPOINTS
+
+
+def _build_backbone(config: TrainConfig, architecture: Architecture) -> Any:
+    """The pretrained (or seeded random) backbone of a transfer architecture; None for the others."""
+    if architecture.transfer is None:
+        return None
+    import keras
+
+    from tumorscan.train.transfer import build_backbone, parse_weights
+
+    keras.utils.set_random_seed(config.seed)  # a backbone without weights is random: make it the seed's
+    return build_backbone(architecture.transfer, config.size, parse_weights(config.weights))
+
+
+def _start_run(config: TrainConfig, echo: bool) -> _Run:
+    """Build the backbone, join the cluster, prepare the run folder, then log and record the start."""
     from tumorscan.train.architectures import get_architecture
 
     architecture = get_architecture(config.arch)
-    backbone = None
-    if architecture.transfer is not None:
-        import keras
-
-        from tumorscan.train.transfer import build_backbone, parse_weights
-
-        keras.utils.set_random_seed(config.seed)  # a backbone without weights is random: make it the seed's
-
-        backbone = build_backbone(architecture.transfer, config.size, parse_weights(config.weights))
+    backbone = _build_backbone(config, architecture)
     strategy, worker = select_strategy(config.strategy)
     config, worker_out = worker_config(config, worker)
     prepare_output(config)
     state = share_state(strategy, worker, _check_resumable(config) if config.resume else None)
     started = time.time()
-    out, checkpoints = config.out, config.out / CHECKPOINTS
+    out = config.out
     log = RunLog(out / "train.log", echo=echo)
     log(
         f"{'resuming' if state else 'starting'} {config.arch}: {json.dumps(config.to_json(), sort_keys=True)}"
@@ -489,109 +515,135 @@ def train(config: TrainConfig, echo: bool = True, progress: bool = True) -> Trai
     if state is not None:
         run["resumed_after_epoch"] = state["epoch"] + 1
     atomic_write_text(out / "run.json", json.dumps(run, indent=1))
+    return _Run(
+        config, architecture, backbone, strategy, worker, worker_out, state, log, run, timings, started
+    )
 
-    import keras
 
-    from tumorscan.train.checkpoints import RunCheckpoint
-
+def _audit_and_load(run: _Run, progress: bool) -> tuple[Any, Path, _Data]:
+    """The audit (None when off), the feature/scan cache folder and the decoded, split data."""
+    config, timings = run.config, run.timings
     audit = None
     if config.audit:
-        begun = time.time()
-        audit = _run_audit(config, log, progress)
-        timings["audit_seconds"] = round(time.time() - begun, 2)
-    cache_dir = config.cache or default_cache_dir(out)
-    begun = time.time()
-    data = _load_data(config, cache_dir, log, progress)
-    timings["cache_seconds"] = round(time.time() - begun, 2)
+        with _timed(timings, "audit_seconds"):
+            audit = _run_audit(config, run.log, progress)
+    cache_dir = config.cache or default_cache_dir(config.out)
+    with _timed(timings, "cache_seconds"):
+        data = _load_data(config, cache_dir, run.log, progress)
+    return audit, cache_dir, data
 
-    initial_epoch = 0 if state is None else state["epoch"] + 1
-    seed = config.seed + initial_epoch
+
+def _make_pipeline(run: _Run, data: _Data, cache_dir: Path, seed: int) -> _Pipeline:
+    """Seed Keras for the epochs to come and build the pixel (or backbone feature) pipeline."""
+    import keras
+
     keras.utils.set_random_seed(seed)
-    if architecture.transfer is not None:
-        begun = time.time()
-        pipeline = _feature_pipeline(
-            config, data.sources, seed, architecture.transfer, backbone, cache_dir, log
-        )
-        timings["feature_seconds"] = round(time.time() - begun, 2)
-    else:
-        pipeline = _pixel_pipeline(config, data.sources, seed)
-    model = _model_to_fit(config, pipeline, strategy, None if worker.count > 1 else state)
+    transfer = run.architecture.transfer
+    if transfer is None:
+        return _pixel_pipeline(run.config, data.sources, seed)
+    with _timed(run.timings, "feature_seconds"):
+        return _feature_pipeline(run.config, data.sources, seed, transfer, run.backbone, cache_dir, run.log)
+
+
+def _class_weight(config: TrainConfig, data: _Data, log: RunLog) -> dict[int, float] | None:
+    """Balanced class weights with --class-weights (logged), else None."""
+    if not config.class_weights:
+        return None
+    class_weight = balanced_class_weights(data.sources["train"].label_ids[data.train_rows], len(data.labels))
+    log(f"class weights: {json.dumps({data.labels[i]: round(w, 4) for i, w in class_weight.items()})}")
+    return class_weight
+
+
+def _fit(run: _Run, data: _Data, pipeline: _Pipeline, initial_epoch: int) -> dict[str, Any]:
+    """Build or resume the model and fit it, checkpointing each epoch; returns the final checkpoint state."""
+    from tumorscan.train.checkpoints import RunCheckpoint
+
+    config, strategy, worker, checkpoints = run.config, run.strategy, run.worker, run.checkpoints
+    model = _model_to_fit(config, pipeline, strategy, None if worker.count > 1 else run.state)
     share_weights(strategy, worker, model, checkpoints / "last.keras" if config.resume else None)
     fix_keras_distribution(model, strategy)
+    state = run.state
     if state is None:
         state = {"epoch": -1, "best": None, "best_epoch": None, "wait": 0, "history": {}}
     else:
-        log(f"resuming after epoch {initial_epoch} from {checkpoints / 'last.keras'}")
-    class_weight = None
-    if config.class_weights:
-        class_weight = balanced_class_weights(
-            data.sources["train"].label_ids[data.train_rows], len(data.labels)
-        )
-        log(f"class weights: {json.dumps({data.labels[i]: round(w, 4) for i, w in class_weight.items()})}")
+        run.log(f"resuming after epoch {initial_epoch} from {checkpoints / 'last.keras'}")
+    class_weight = _class_weight(config, data, run.log)
     checkpoints.mkdir(exist_ok=True)
     callback = RunCheckpoint(
-        checkpoints, out, config.monitor, MONITORS[config.monitor], config.patience, state, log
+        checkpoints, config.out, config.monitor, MONITORS[config.monitor], config.patience, state, run.log
     )
-    begun = time.time()
-    peers_lost(worker, model.fit)(
-        distributed_dataset(
-            strategy, worker, lambda shard: pipeline.dataset("train", data.train_rows, True, shard)
-        ),
-        validation_data=distributed_dataset(
-            strategy, worker, lambda shard: pipeline.dataset("train", data.val_rows, False, shard)
-        ),
-        epochs=config.epochs,
-        initial_epoch=initial_epoch,
-        class_weight=class_weight,
-        callbacks=[callback],
-        shuffle=False,  # the dataset shuffles itself, seeded
-        verbose=1 if sys.stdout.isatty() else 2,
-    )
-    timings["fit_seconds"] = round(time.time() - begun, 2)
-    timings["epoch_seconds"] = [round(s, 2) for s in state["history"].get("seconds", [])]
-    if worker_out is not None:  # not the chief: the chief writes the model and reports
-        shutil.rmtree(config.out, ignore_errors=True)
-        epochs = int(state["best_epoch"]) + 1, int(state["epoch"]) + 1
-        return TrainResult(worker_out, worker_out / "model.keras", {}, *epochs, timings)
+    with _timed(run.timings, "fit_seconds"):
+        peers_lost(worker, model.fit)(
+            distributed_dataset(
+                strategy, worker, lambda shard: pipeline.dataset("train", data.train_rows, True, shard)
+            ),
+            validation_data=distributed_dataset(
+                strategy, worker, lambda shard: pipeline.dataset("train", data.val_rows, False, shard)
+            ),
+            epochs=config.epochs,
+            initial_epoch=initial_epoch,
+            class_weight=class_weight,
+            callbacks=[callback],
+            shuffle=False,  # the dataset shuffles itself, seeded
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+    run.timings["epoch_seconds"] = [round(s, 2) for s in state["history"].get("seconds", [])]
+    return state
 
-    best = keras.models.load_model(checkpoints / "best.keras", compile=False)  # model.keras: no optimizer
-    reports = _reports(best, pipeline, data, audit, log)
-    write_reports(out, reports, data.unreadable())
-    best_epoch = int(state["best_epoch"]) + 1
-    provenance = {
+
+def _provenance(
+    run: _Run, data: _Data, state: dict[str, Any], reports: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """The model's provenance: who trained it on what, its best epoch and accuracies."""
+    config = run.config
+    return {
         "trained_by": "tumor-train",
         "created": _now(),
         "config": config.to_json(),
         "seed": config.seed,
-        "versions": run["versions"],
+        "versions": run.record["versions"],
         "dataset": {
             "root": str(config.data),
             "fingerprint": data.sources["train"].fingerprint(),
             "counts": data.counts(),
         },
-        "best_epoch": best_epoch,
+        "best_epoch": int(state["best_epoch"]) + 1,
         "monitor": {config.monitor: state["best"]},
         "accuracy": {name: report["accuracy"] for name, report in reports.items()},
     }
-    final = pipeline.finalize(best)
+
+
+def _calibrate_and_save(run: _Run, data: _Data, final: Any, provenance: dict[str, Any]) -> None:
+    """Calibrate the final model (trust.json, reliability.png) and save it as model.keras with its spec."""
+    config, out = run.config, run.config.out
     trust = calibrate_scans(
         final, data.sources["train"], data.train_rows, data.val_rows, DEFAULT_TARGET_ACCURACY
     )
     write_trust_report(trust, out)
-    log(f"calibration: {json.dumps(trust.entry['validation'])}")
+    run.log(f"calibration: {json.dumps(trust.entry['validation'])}")
     spec = ModelSpec(
         labels=data.labels,
-        input=InputSpec(*config.size, normalization=architecture.normalization),
+        input=InputSpec(*config.size, normalization=run.architecture.normalization),
         architecture=config.arch,
         provenance=provenance,
         trust=trust.entry,
     )
-    begun = time.time()
-    save_keras(final, out / "model.keras", spec, trust.archive_entries())
-    timings["save_seconds"] = round(time.time() - begun, 2)
-    timings["total_seconds"] = round(time.time() - started, 2)
-    epochs_run = int(state["epoch"]) + 1
-    run.update(
+    with _timed(run.timings, "save_seconds"):
+        save_keras(final, out / "model.keras", spec, trust.archive_entries())
+
+
+def _finish(
+    run: _Run,
+    data: _Data,
+    state: dict[str, Any],
+    provenance: dict[str, Any],
+    reports: dict[str, dict[str, Any]],
+) -> TrainResult:
+    """Record the finished run in run.json and log where its model is."""
+    out, timings = run.config.out, run.timings
+    timings["total_seconds"] = round(time.time() - run.started, 2)
+    best_epoch, epochs_run = int(state["best_epoch"]) + 1, int(state["epoch"]) + 1
+    run.record.update(
         status="finished",
         finished=_now(),
         counts=data.counts(),
@@ -601,6 +653,39 @@ def train(config: TrainConfig, echo: bool = True, progress: bool = True) -> Trai
         best_epoch=best_epoch,
         accuracy=provenance["accuracy"],
     )
-    atomic_write_text(out / "run.json", json.dumps(run, indent=1))
-    log(f"saved {out / 'model.keras'} (best epoch {best_epoch}); total {timings['total_seconds']:.0f} s")
+    atomic_write_text(out / "run.json", json.dumps(run.record, indent=1))
+    run.log(f"saved {out / 'model.keras'} (best epoch {best_epoch}); total {timings['total_seconds']:.0f} s")
     return TrainResult(out, out / "model.keras", reports, best_epoch, epochs_run, timings)
+
+
+def train(config: TrainConfig, echo: bool = True, progress: bool = True) -> TrainResult:
+    """Run (or resume) a training run as described by `config`; see the module docstring for its outputs.
+
+    Args:
+        config: the run's settings.
+        echo: also print log lines to stderr (they always go to train.log).
+        progress: progress bars while auditing and decoding.
+
+    Raises:
+        TumorscanError: bad options, datasets, output folder or weights; the message says what to do.
+    """
+    require_training_stack()
+    config.validate()
+    run = _start_run(config, echo)
+    audit, cache_dir, data = _audit_and_load(run, progress)
+    initial_epoch = 0 if run.state is None else run.state["epoch"] + 1
+    pipeline = _make_pipeline(run, data, cache_dir, run.config.seed + initial_epoch)
+    state = _fit(run, data, pipeline, initial_epoch)
+    if run.worker_out is not None:  # not the chief: the chief writes the model and reports
+        shutil.rmtree(run.config.out, ignore_errors=True)
+        epochs = int(state["best_epoch"]) + 1, int(state["epoch"]) + 1
+        return TrainResult(run.worker_out, run.worker_out / "model.keras", {}, *epochs, run.timings)
+
+    import keras
+
+    best = keras.models.load_model(run.checkpoints / "best.keras", compile=False)  # model.keras: no optimizer
+    reports = _reports(best, pipeline, data, audit, run.log)
+    write_reports(run.config.out, reports, data.unreadable())
+    provenance = _provenance(run, data, state, reports)
+    _calibrate_and_save(run, data, pipeline.finalize(best), provenance)
+    return _finish(run, data, state, provenance, reports)

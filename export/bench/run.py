@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import PIL
@@ -51,6 +51,9 @@ from .report import (
     Timing,
     compute_ratios,
 )
+
+if TYPE_CHECKING:
+    from tumorscan.train.data import CachedScans
 
 BENCH_FORMATS = (KERAS, *(target.name for target in TARGETS))
 """What can be measured: "keras" and every export target ("tflite-int8", "onnx-fp32", ...)."""
@@ -314,20 +317,32 @@ def _notes(model: Path, folder: Path, rows: Sequence[FormatResult]) -> list[str]
     return notes
 
 
-def bench_model(model: Path, options: BenchOptions, log: Log = _silent) -> ModelBench:
-    """Measure every requested format of one .keras model (see the module docstring).
+def _files_to_measure(model: Path, folder: Path, options: BenchOptions) -> list[tuple[str, Path]]:
+    """(name, file) of each requested format, then of each int8 format's baseline (with --baseline)."""
+    measured = [(name, format_file(model, folder, name)) for name in options.formats]
+    if options.baseline is not None:
+        measured += [
+            (f"{name} {BASELINE}", format_file(model, options.baseline, name))
+            for name in options.formats
+            if name.endswith("-int8")
+        ]
+    return measured
 
-    Raises:
-        MetadataError: the model holds no tumorscan spec.
-        DatasetError: the data folder is missing, empty or has classes the model does not know.
+
+def _measure_formats(
+    model: Path,
+    folder: Path,
+    scans: CachedScans,
+    size: tuple[int, int],
+    options: BenchOptions,
+    log: Log,
+) -> tuple[list[FormatResult], dict[str, NDArray[np.float32]]]:
+    """Measure each format (and its baseline) in turn, the decoded scans shared through a temporary file.
+
+    Returns:
+        A row per format, and the probabilities of each format that gave them.
     """
-    from tumorscan.train.data import load_dataset
-
-    spec = _keras_spec(model)
-    folder = options.exports or model.parent / "export"
-    height, width = spec.input.size
-    log(f"Decoding {options.data} at {height}x{width}")
-    scans = load_dataset(options.data, spec.input.size, labels=spec.labels, progress=options.progress)
+    height, width = size
     timed_scans = [str(scans.paths[i % len(scans)]) for i in range(options.warmup + options.runs)]
     rows: list[FormatResult] = []
     probabilities: dict[str, NDArray[np.float32]] = {}
@@ -346,13 +361,7 @@ def bench_model(model: Path, options: BenchOptions, log: Log = _silent) -> Model
             "batch_size": options.batch_size,
             "threads": options.threads,
         }
-        measured = [(name, format_file(model, folder, name)) for name in options.formats]
-        if options.baseline is not None:
-            measured += [
-                (f"{name} {BASELINE}", format_file(model, options.baseline, name))
-                for name in options.formats
-                if name.endswith("-int8")
-            ]
+        measured = _files_to_measure(model, folder, options)
         for index, (name, path) in enumerate(measured, start=1):
             log(f"{model}: {name} ({index}/{len(measured)})")
             row, found = _measure(name, path, job, workdir)
@@ -360,6 +369,24 @@ def bench_model(model: Path, options: BenchOptions, log: Log = _silent) -> Model
             rows.append(row)
             if found is not None:
                 probabilities[name] = found
+    return rows, probabilities
+
+
+def bench_model(model: Path, options: BenchOptions, log: Log = _silent) -> ModelBench:
+    """Measure every requested format of one .keras model (see the module docstring).
+
+    Raises:
+        MetadataError: the model holds no tumorscan spec.
+        DatasetError: the data folder is missing, empty or has classes the model does not know.
+    """
+    from tumorscan.train.data import load_dataset
+
+    spec = _keras_spec(model)
+    folder = options.exports or model.parent / "export"
+    height, width = spec.input.size
+    log(f"Decoding {options.data} at {height}x{width}")
+    scans = load_dataset(options.data, spec.input.size, labels=spec.labels, progress=options.progress)
+    rows, probabilities = _measure_formats(model, folder, scans, (height, width), options, log)
     rows = _with_quality(rows, probabilities, scans.label_ids, spec.labels, scans.relative_paths())
     log(f"{model}: cold starts on {scans.paths[0].name}")
     bench = ModelBench(

@@ -134,7 +134,7 @@ TARGETS: tuple[ExportTarget, ...] = (
         "tflite", "int8", "tflite:write_int8", True, "int8 weights and kernels, uint8 input and output"
     ),
     ExportTarget("onnx", "fp32", "onnx:write_fp32", False, "float32 weights and kernels"),
-    ExportTarget("onnx", "int8", "onnx:write_int8", True, "QDQ: int8 weights (per channel), uint8 activations"),
+    ExportTarget("onnx", "int8", "onnx:write_int8", True, "QDQ: int8 weights per channel, uint8 activations"),
 )
 
 FORMATS = tuple(dict.fromkeys(target.format for target in TARGETS))

@@ -6,6 +6,7 @@ import io
 import shutil
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import mediapipe as mp
 import numpy as np
@@ -156,3 +157,31 @@ def _strip_spec(content: bytes) -> bytes:
     builder = flatbuffers.Builder(len(content))
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
+
+def _mediapipe_heads(model: Path, images: list[Any]) -> list[list[dict[int, float]]]:
+    """Every classification head MediaPipe returns per image: category index -> score."""
+    size = read_model_spec(model).input.size
+    options = ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(model)), max_results=-1)
+    with ImageClassifier.create_from_options(options) as classifier:
+        return [
+            [
+                {c.index: c.score for c in head.categories}
+                for head in classifier.classify(
+                    mp.Image(image_format=mp.ImageFormat.SRGB, data=load_pixels(image, size))
+                ).classifications
+            ]
+            for image in images
+        ]
+
+
+def test_mediapipe_sees_the_distance_output_as_a_second_head(sample_test: Path) -> None:
+    """Head 1 is `training_distance`: index 0 the distance ratio (above 1: far), index 1 the constant 4."""
+    from tumorscan.train.nonscans import non_mri_images
+
+    scans = _mediapipe_heads(default_model_path(), list_scans(sample_test))
+    foreign = _mediapipe_heads(default_model_path(), list(non_mri_images().values()))
+    for heads in scans + foreign:
+        assert len(heads) == 2 and len(heads[0]) == 4 and heads[1][1] == pytest.approx(4.0, abs=0.02)
+    assert all(heads[1][0] <= 1 for heads in scans)
+    assert sum(heads[1][0] > 1 for heads in foreign) >= len(foreign) // 2

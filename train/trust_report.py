@@ -41,6 +41,7 @@ class Outcome:
         """Coverage and accuracy at the model's threshold, ECE, and how many the input checks flagged."""
         row = coverage_table(self.probabilities, self.truth, ~self.abstain)
         row["flagged_out_of_distribution"] = int(self.flagged.sum())
+        row["accuracy_confident_half"] = confident_half_accuracy(self)
         row[f"ece_{ECE_BINS}_bins"] = round(expected_calibration_error(self.probabilities, self.truth), 4)
         return row
 
@@ -68,6 +69,14 @@ def risk_coverage(outcome: Outcome) -> tuple[NDArray[np.float64], NDArray[np.flo
     correct = (outcome.probabilities.argmax(axis=1) == outcome.truth)[order]
     answered = np.arange(1, len(order) + 1)
     return answered / len(order), np.cumsum(correct) / answered
+
+
+def confident_half_accuracy(outcome: Outcome) -> float | None:
+    """Accuracy on the more confident half of the scans (a confidence threshold answering half)."""
+    if not len(outcome.truth):
+        return None
+    _, accuracy = risk_coverage(outcome)
+    return round(float(accuracy[(len(accuracy) + 1) // 2 - 1]), 4)
 
 
 def risk_coverage_figure(curves: dict[str, Outcome], threshold: float | None, path: Path) -> None:
@@ -148,14 +157,16 @@ def format_trust_report(report: dict[str, Any]) -> str:
     """The tables and the non-MRI result as text."""
     lines = [f"threshold {report['threshold']}, temperature {report['temperature']}"]
     header = (
-        f"{'':14} {'scans':>6} {'answered':>9} {'coverage':>9} {'acc.answered':>13} {'acc.all':>8} {'OOD':>4}"
+        f"{'':14} {'scans':>6} {'answered':>9} {'coverage':>9} {'acc.answered':>13} {'acc.all':>8} "
+        f"{'OOD':>4} {'acc.confident_half':>18}"
     )
     lines.append(header)
     for name, row in report["tables"].items():
         answered = "-" if row["accuracy_answered"] is None else f"{row['accuracy_answered']:.3f}"
         lines.append(
             f"{name:14} {row['scans']:>6} {row['answered']:>9} {row['coverage']:>9.3f} {answered:>13} "
-            f"{row['accuracy_all']:>8.3f} {row['flagged_out_of_distribution']:>4}"
+            f"{row['accuracy_all']:>8.3f} {row['flagged_out_of_distribution']:>4} "
+            f"{row['accuracy_confident_half'] or '-':>18}"
         )
     ece = ", ".join(f"{name} {row[f'ece_{ECE_BINS}_bins']:.4f}" for name, row in report["tables"].items())
     lines.append(f"ECE ({ECE_BINS} bins, calibrated): {ece}")

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from tumorscan.images import load_pixels
@@ -118,3 +119,14 @@ def test_trust_report_of_an_exported_model(
     table = report["tables"]["test"]
     assert table["scans"] == 8 and 0 <= table["answered"] <= 8 and report["non_mri"]["images"] >= 30
     assert "non-MRI images:" in result.output and (tmp_path / "report" / "risk_coverage.png").is_file()
+
+
+def test_confident_half_accuracy_ranks_by_confidence() -> None:
+    from tumorscan.train.trust_report import Outcome, confident_half_accuracy
+
+    confidence = np.array([0.99, 0.9, 0.8, 0.7, 0.6, 0.55])
+    probabilities = np.stack([confidence, 1 - confidence], axis=1).astype(np.float32)
+    truth = np.array([0, 1, 0, 0, 1, 1])  # wrong at 0.9 (and right at the two least confident)
+    none = np.zeros(6, dtype=bool)
+    outcome = Outcome(probabilities, truth, none, none)
+    assert confident_half_accuracy(outcome) == pytest.approx(2 / 3, abs=1e-4)

@@ -191,12 +191,15 @@ def _all_probabilities(runner: Runner, job: dict[str, Any]) -> NDArray[np.float3
 
 
 def _full_decode_label(classifier: Any, source: str) -> str:
-    """File in, label out as before half-scale decoding: the whole JPEG decoded, then resized."""
+    """File in, label out as before half-scale decoding: the whole JPEG decoded, then resized.
+
+    After decoding it takes the same path as `Classifier.predict` (input checks, abstention, the record).
+    """
     from tumorscan.images import decode_scan, resize, to_rgb
 
     size = classifier.spec.input.size
     pixels = np.asarray(resize(to_rgb(decode_scan(source)), size), dtype=np.uint8)
-    return str(classifier.labels[int(np.argmax(classifier.probabilities(pixels[np.newaxis])[0]))])
+    return str(classifier._predictions([source], pixels[np.newaxis])[0].label)
 
 
 def decoders(size: tuple[int, int]) -> dict[str, Callable[[str], Pixels]]:

@@ -2,8 +2,10 @@
 
 The search (after NNCF's accuracy control and ONNX Runtime's `nodes_to_exclude`):
 
-1. Quantize every layer; rank the layers by their own quantization error (ONNX Runtime's
-   qdq_loss_debug SQNR, or LiteRT's QuantizationDebugger RMSE / scale), worst first.
+1. Quantize every layer with the first activation-range method that passes the parity limits (the
+   job's; for ONNX then percentile and entropy: clipping rare outliers can fix parity with no float
+   layer), else the one that agrees best; rank the layers by their own quantization error (ONNX
+   Runtime's qdq_loss_debug SQNR, or LiteRT's QuantizationDebugger RMSE / scale), worst first.
 2. Speed: each convolution or dense layer is tried in float; it stays float when the whole model
    is then at least `speed_margin` faster, both in the fastest round and in the median of paired
    rounds (A/B timings, interleaved, on one held-out scan).
@@ -122,6 +124,10 @@ class Quantizer(Protocol):
 
     speed_ops: tuple[str, ...]
     """Ops worth timing in float (convolutions, dense layers)."""
+    methods: tuple[str, ...]
+    """Activation-range methods to try, the job's first."""
+    method: str
+    """The method `layers` and `write` use."""
 
     def layers(self, samples: NDArray[np.uint8]) -> list[Layer]:
         """Every quantized layer with its error on `samples`, worst first."""
@@ -195,6 +201,25 @@ class _Search:
         self.log(f"  {layer.name}: {reason}")
 
 
+def _all_int8(tries: _Tries, quantizer: Quantizer, options: AutoFloat) -> tuple[Classifier, SubsetParity]:
+    """The all-int8 file of the first method that passes parity, else of the best one (step 1)."""
+    tried: list[tuple[str, Classifier, SubsetParity]] = []
+    for method in quantizer.methods:
+        quantizer.method = method
+        trial = tries.load([])
+        parity = _parity(trial, options.held_out)
+        tried.append((method, trial, parity))
+        options.log(
+            f"  all int8, {method} ranges: agreement {parity.agreement:.2%}, "
+            f"drop {parity.drop_points:.2f} points"
+        )
+        if _passes(parity, options.limits):
+            break
+    method, current, parity = max(tried, key=lambda t: (_passes(t[2], options.limits), t[2].agreement))
+    quantizer.method = method
+    return current, parity
+
+
 def _float_for_speed(search: _Search, ranked: list[Layer], quantizer: Quantizer, options: AutoFloat) -> None:
     """Keep in float each timed layer whose float version makes the whole model faster (step 2)."""
     image = search.held_out.pixels[:1]
@@ -235,16 +260,15 @@ def choose_float_layers(
     """Run the search; returns the float layers and a summary for the spec (`quantization.auto_float`)."""
     held_out, log = options.held_out, options.log
     samples = held_out.pixels[:: max(1, len(held_out.pixels) // RANKING_SAMPLES)][:RANKING_SAMPLES]
-    ranked = quantizer.layers(samples)
-    log(
-        f"  {len(ranked)} quantized layers; worst: "
-        + ", ".join(f"{x.name} ({x.error_text})" for x in ranked[:3])
-    )
     with tempfile.TemporaryDirectory(prefix="tumorscan-autofloat-") as folder:
         tries = _Tries(quantizer, Path(folder), suffix, options.threads)
-        current = tries.load([])
-        all_int8 = parity = _parity(current, held_out)
-        log(f"  all int8: agreement {parity.agreement:.2%}, drop {parity.drop_points:.2f} points")
+        current, parity = _all_int8(tries, quantizer, options)
+        all_int8 = parity
+        ranked = quantizer.layers(samples)
+        log(
+            f"  {len(ranked)} quantized layers; worst: "
+            + ", ".join(f"{x.name} ({x.error_text})" for x in ranked[:3])
+        )
         search = _Search(tries, held_out, log, {}, current, parity)
         _float_for_speed(search, ranked, quantizer, options)
         _float_for_parity(search, ranked, options)

@@ -23,7 +23,7 @@ from tumorscan.integrity import onnx_integrity
 from tumorscan.spec import METADATA_KEY, ModelSpec
 
 from .autofloat import Layer, choose_float
-from .formats import ExportJob, import_optional
+from .formats import CALIBRATION_METHODS, ExportJob, import_optional
 from .graph import serving_function
 
 OPSET = 17
@@ -149,7 +149,8 @@ def write_int8(job: ExportJob) -> Path:
     made CNN2 fourteen times slower than its fp32 file (39.6 against 2.8 ms of kernel time per scan, ONNX
     Runtime's profiler, 2 threads).
 
-    With `job.auto_float`, the nodes chosen by `tumorscan.export.autofloat` stay float.
+    With `job.auto_float`, the activation-range method and the nodes chosen by
+    `tumorscan.export.autofloat` are used (the job's method unless it fails parity).
     """
     onnx = import_optional("onnx", "Exporting ONNX models")
     with tempfile.TemporaryDirectory(prefix="tumorscan-onnx-") as folder:
@@ -165,13 +166,13 @@ def write_int8(job: ExportJob) -> Path:
         activations="uint8",
         format="QDQ",
         per_channel=True,
-        calibration_method=job.calibration_method,
+        calibration_method=quantizer.method,
         **recorded,
     )
 
 
 class OnnxQuantizer:
-    """Static QDQ int8 with a choice of float nodes (`nodes_to_exclude`), calibrated once."""
+    """Static QDQ int8 with a choice of float nodes (`nodes_to_exclude`), calibrated once per method."""
 
     speed_ops: tuple[str, ...] = ("Conv", "Gemm", "MatMul")
 
@@ -181,8 +182,11 @@ class OnnxQuantizer:
             "onnxruntime.quantization.shape_inference", "Quantizing ONNX models"
         )
         self._job, self._folder = job, folder
+        self.method = job.calibration_method
+        """The activation-range method in use; the job's, first of `methods`."""
+        self.methods = (self.method, *(m for m in CALIBRATION_METHODS if m != self.method))
         fp32 = folder / "fp32.onnx"
-        self._prepared, self._cache = folder / "prepared.onnx", folder / "calibration.json"
+        self._prepared = folder / "prepared.onnx"
         onnx.save(_fp32_proto(job), fp32)
         # ONNX's own shape inference covers image classifiers; the symbolic pass needs sympy.
         shape_inference.quant_pre_process(fp32, self._prepared, skip_symbolic_shape=True)
@@ -197,8 +201,10 @@ class OnnxQuantizer:
             "entropy": quantization.CalibrationMethod.Entropy,
             "percentile": quantization.CalibrationMethod.Percentile,
         }
-        calibrated = self._cache.is_file()
-        reader = None if calibrated else OnnxCalibrationReader(self._job.require_calibration(), INPUT_NAME)
+        cache = self._folder / f"calibration-{self.method}.json"
+        reader = (
+            None if cache.is_file() else OnnxCalibrationReader(self._job.require_calibration(), INPUT_NAME)
+        )
         try:
             quantization.quantize_static(
                 self._prepared,
@@ -208,9 +214,9 @@ class OnnxQuantizer:
                 per_channel=True,
                 activation_type=quantization.QuantType.QUInt8,
                 weight_type=quantization.QuantType.QInt8,
-                calibrate_method=methods[self._job.calibration_method],
+                calibrate_method=methods[self.method],
                 nodes_to_exclude=list(float_nodes),
-                calibration_cache_path=self._cache,
+                calibration_cache_path=cache,
             )
         except Exception as exc:  # onnxruntime raises its own error types
             raise ModelError(f"{self._job.path.name}: ONNX int8 quantization failed ({exc}).") from exc

@@ -174,6 +174,9 @@ class TFLiteQuantizer:
     """
 
     speed_ops: tuple[str, ...] = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+    methods: tuple[str, ...] = ("minmax",)
+    """Activation-range methods: LiteRT's converter knows min/max only."""
+    method = "minmax"
 
     def __init__(self, job: ExportJob) -> None:
         from tumorscan.calibration import tflite_representative_dataset

@@ -97,3 +97,33 @@ def test_auto_float_needs_a_parity_folder(coarse_model: Path, sample_train: Path
     )
     with pytest.raises(TumorscanError, match="--auto-float needs a labelled folder"):
         export_model(coarse_model, options)
+
+
+def test_the_first_range_method_that_passes_parity_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from tumorscan.export import autofloat
+    from tumorscan.sections import ParityLimits
+
+    agreement = {"minmax": 0.97, "percentile": 0.995, "entropy": 0.999}
+    tried: list[str] = []
+    quantizer = SimpleNamespace(methods=("minmax", "percentile", "entropy"), method="minmax")
+
+    class Tries:
+        def load(self, float_layers: list[str]) -> str:
+            tried.append(quantizer.method)
+            return str(quantizer.method)  # stands for the file written with that method
+
+    def parity(trial: str, held_out: object) -> SimpleNamespace:
+        return SimpleNamespace(agreement=agreement[trial], drop_points=0.0)
+
+    monkeypatch.setattr(autofloat, "_parity", parity)
+    options = SimpleNamespace(held_out=None, limits=ParityLimits(), log=lambda message: None)
+    current, found = autofloat._all_int8(Tries(), quantizer, options)  # type: ignore[arg-type]
+    assert (current, quantizer.method, tried) == ("percentile", "percentile", ["minmax", "percentile"])
+    assert found.agreement == 0.995
+
+    agreement.update(percentile=0.98, entropy=0.985)  # none passes: the one that agrees best
+    tried.clear()
+    current, found = autofloat._all_int8(Tries(), quantizer, options)  # type: ignore[arg-type]
+    assert (current, quantizer.method, tried) == ("entropy", "entropy", ["minmax", "percentile", "entropy"])

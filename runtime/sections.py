@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Self
 
 from .errors import MetadataError
 from .schema import (
@@ -66,8 +66,20 @@ def _check(data: Any, schema: dict[str, Rule], section: str, source: str) -> Non
         )
 
 
+class _Flat:
+    """A section of plain JSON values: `to_dict` gives its set fields, `parse` takes a checked dict."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return _record(self)
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any]) -> Self:
+        """From a dict already checked against the section's schema."""
+        return cls(**_known(cls, data))
+
+
 @dataclass(frozen=True)
-class ParityLimits:
+class ParityLimits(_Flat):
     """Pass/fail limits: top-1 agreement at least `min_agreement`, accuracy drop at most `max_drop` points,
     and, when set, no probability further than `max_prob_diff` from the original's."""
 
@@ -79,60 +91,31 @@ class ParityLimits:
         """Every limit, `max_prob_diff` null when unset."""
         return {item.name: getattr(self, item.name) for item in fields(self)}
 
-    @classmethod
-    def parse(cls, data: Mapping[str, Any]) -> ParityLimits:
-        """From a checked dict (`LIMITS_SCHEMA`)."""
-        return cls(**_known(cls, data))
-
 
 @dataclass(frozen=True)
-class FloatLayer:
+class FloatLayer(_Flat):
     """A layer kept in float in an int8 file, and why."""
 
     name: str
     op: str
     reason: str
 
-    def to_dict(self) -> dict[str, Any]:
-        return _record(self)
-
-    @classmethod
-    def parse(cls, data: Mapping[str, Any]) -> FloatLayer:
-        """From a checked dict (`FLOAT_LAYER_SCHEMA`)."""
-        return cls(**_known(cls, data))
-
 
 @dataclass(frozen=True)
-class RankedLayer:
+class RankedLayer(_Flat):
     """A quantized layer as ranked by its own quantization error (`error` says how it was measured)."""
 
     name: str
     op: str
     error: str
 
-    def to_dict(self) -> dict[str, Any]:
-        return _record(self)
-
-    @classmethod
-    def parse(cls, data: Mapping[str, Any]) -> RankedLayer:
-        """From a checked dict (`RANKED_LAYER_SCHEMA`)."""
-        return cls(**_known(cls, data))
-
 
 @dataclass(frozen=True)
-class ParityPoint:
+class ParityPoint(_Flat):
     """Top-1 agreement with the original and accuracy drop (points) of one candidate file."""
 
     agreement: float
     drop_points: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return _record(self)
-
-    @classmethod
-    def parse(cls, data: Mapping[str, Any]) -> ParityPoint:
-        """From a checked dict (`PARITY_POINT_SCHEMA`)."""
-        return cls(**_known(cls, data))
 
 
 @dataclass(frozen=True)
@@ -247,21 +230,13 @@ class CalibrationSpec:
 
 
 @dataclass(frozen=True)
-class CleanParity:
+class CleanParity(_Flat):
     """Parity on the clean subset of the parity folder (scans without a copy in training)."""
 
     scans: int
     original_accuracy: float
     export_accuracy: float
     agreement: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return _record(self)
-
-    @classmethod
-    def parse(cls, data: Mapping[str, Any]) -> CleanParity:
-        """From a checked dict (`CLEAN_PARITY_SCHEMA`)."""
-        return cls(**_known(cls, data))
 
 
 @dataclass(frozen=True)

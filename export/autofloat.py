@@ -102,7 +102,10 @@ class AutoFloat:
     held_out: HeldOut
     limits: ParityLimits
     max_float: int
-    speed_margin: float = 0.05
+    speed_margin: float = 0.10
+    """A float layer must make the model this much faster: on the shared 2-core development machine, paired
+    rounds of two identical-speed files (int8 ONNX with and without one float dense layer that ONNX Runtime
+    runs as fast either way) differed by 7%."""
     time_layers: bool = True
     threads: int = 2
     log: Log = _silent

@@ -8,6 +8,8 @@ int8 activation ranges calibrated on the calibration scans. The spec is the meta
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -206,18 +208,20 @@ class OnnxQuantizer:
             None if cache.is_file() else OnnxCalibrationReader(self._job.require_calibration(), INPUT_NAME)
         )
         try:
-            quantization.quantize_static(
-                self._prepared,
-                path,
-                reader,
-                quant_format=quantization.QuantFormat.QDQ,
-                per_channel=True,
-                activation_type=quantization.QuantType.QUInt8,
-                weight_type=quantization.QuantType.QInt8,
-                calibrate_method=methods[self.method],
-                nodes_to_exclude=list(float_nodes),
-                calibration_cache_path=cache,
-            )
+            # its histogram calibrators print() their settings to stdout, where the command's output goes
+            with contextlib.redirect_stdout(io.StringIO()):
+                quantization.quantize_static(
+                    self._prepared,
+                    path,
+                    reader,
+                    quant_format=quantization.QuantFormat.QDQ,
+                    per_channel=True,
+                    activation_type=quantization.QuantType.QUInt8,
+                    weight_type=quantization.QuantType.QInt8,
+                    calibrate_method=methods[self.method],
+                    nodes_to_exclude=list(float_nodes),
+                    calibration_cache_path=cache,
+                )
         except Exception as exc:  # onnxruntime raises its own error types
             raise ModelError(f"{self._job.path.name}: ONNX int8 quantization failed ({exc}).") from exc
 

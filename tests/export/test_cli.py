@@ -53,3 +53,17 @@ def test_malformed_input_size_is_a_usage_error(tiny_keras_model: Path) -> None:
     result = CliRunner().invoke(export_command, [str(tiny_keras_model), "--input-size", "224"])
     assert result.exit_code == 2
     assert "is not HEIGHTxWIDTH" in result.output
+
+
+def test_histogram_calibration_keeps_the_output_to_the_report(
+    tiny_keras_model: Path, sample_train: Path, tmp_path: Path
+) -> None:
+    """ONNX Runtime's percentile calibrator print()s its settings; none of it reaches the command's output."""
+    args = [str(tiny_keras_model), "--format", "onnx", "--int8", "--calibration", str(sample_train)]
+    args += ["--calibration-method", "percentile", "--out", str(tmp_path)]
+    result = CliRunner().invoke(export_command, args)
+    assert result.exit_code == 0, result.output
+    assert "tiny-int8.onnx" in result.stdout
+    assert "Number of histogram bins" not in result.output and "Percentile :" not in result.output
+    quantization = read_model_spec(tmp_path / "tiny-int8.onnx").quantization
+    assert quantization is not None and quantization.calibration_method == "percentile"

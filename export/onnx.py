@@ -184,8 +184,9 @@ class OnnxQuantizer:
             "onnxruntime.quantization.shape_inference", "Quantizing ONNX models"
         )
         self._job, self._folder = job, folder
-        self.method = job.calibration_method
-        """The activation-range method in use; the job's, first of `methods`."""
+        self.method = (
+            job.calibration_method
+        )  # the activation-range method in use: the job's, then the search's
         self.methods = (self.method, *(m for m in CALIBRATION_METHODS if m != self.method))
         fp32 = folder / "fp32.onnx"
         self._prepared = folder / "prepared.onnx"

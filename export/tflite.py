@@ -145,7 +145,7 @@ def write_int8(job: ExportJob) -> Path:
             weights="int8",
             activations="int8",
             kernels="TFLITE_BUILTINS_INT8 and TFLITE_BUILTINS" if float_layers else "TFLITE_BUILTINS_INT8",
-            calibration_method="minmax",
+            calibration_method=quantizer.method,
             **_io_quantization(model_bytes),
             **recorded,
         )
@@ -161,7 +161,7 @@ def write_int8(job: ExportJob) -> Path:
         weights="int8",
         activations="int8",
         kernels="TFLITE_BUILTINS_INT8",
-        calibration_method="minmax",
+        calibration_method=TFLiteQuantizer.method,
         **_io_quantization(model_bytes),
     )
 
@@ -176,7 +176,7 @@ class TFLiteQuantizer:
     speed_ops: tuple[str, ...] = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
     methods: tuple[str, ...] = ("minmax",)
     """Activation-range methods: LiteRT's converter knows min/max only."""
-    method = "minmax"
+    method = methods[0]
 
     def __init__(self, job: ExportJob) -> None:
         from tumorscan.calibration import tflite_representative_dataset

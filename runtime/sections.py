@@ -66,11 +66,15 @@ def _check(data: Any, schema: dict[str, Rule], section: str, source: str) -> Non
         )
 
 
-class _Flat:
-    """A section of plain JSON values: `to_dict` gives its set fields, `parse` takes a checked dict."""
+class _Section:
+    """A spec section or record: `to_dict` gives the JSON stored in the spec, the fields that are set."""
 
     def to_dict(self) -> dict[str, Any]:
         return _record(self)
+
+
+class _Flat(_Section):
+    """A section of plain JSON values: `parse` takes a checked dict."""
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> Self:
@@ -119,7 +123,7 @@ class ParityPoint(_Flat):
 
 
 @dataclass(frozen=True)
-class AutoFloatRecord:
+class AutoFloatRecord(_Section):
     """How the float layers of an int8 file were chosen (`tumorscan.export.autofloat`)."""
 
     held_out: str
@@ -132,9 +136,6 @@ class AutoFloatRecord:
     passed: bool
     ranking: tuple[RankedLayer, ...]
     """The worst-ranked layers, worst first."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return _record(self)
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> AutoFloatRecord:
@@ -151,7 +152,7 @@ class AutoFloatRecord:
 
 
 @dataclass(frozen=True)
-class QuantizationSpec:
+class QuantizationSpec(_Section):
     """How a file's weights, kernels, input and output are quantized. Only `mode` is always set."""
 
     mode: str
@@ -176,10 +177,6 @@ class QuantizationSpec:
     """int8 with the float-layer search: the layers kept in float, and why."""
     auto_float: AutoFloatRecord | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON stored in the spec: the fields that are set."""
-        return _record(self)
-
     @classmethod
     def from_dict(cls, data: Any, source: str = "model") -> QuantizationSpec:
         """Check and parse the spec's `quantization` entry.
@@ -197,7 +194,7 @@ class QuantizationSpec:
 
 
 @dataclass(frozen=True)
-class CalibrationSpec:
+class CalibrationSpec(_Section):
     """The scans that calibrated an int8 file (`tumorscan.calibration.CalibrationSet`)."""
 
     count: int
@@ -212,10 +209,6 @@ class CalibrationSpec:
     """Hash of the manifest written next to the exported files (<model>-calibration.json)."""
     folder: str
     """Name of the folder the scans came from."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON stored in the spec."""
-        return _record(self)
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "model") -> CalibrationSpec:
@@ -240,7 +233,7 @@ class CleanParity(_Flat):
 
 
 @dataclass(frozen=True)
-class ParitySpec:
+class ParitySpec(_Section):
     """A file measured against its original model on a labelled folder (`tumorscan.export.parity`)."""
 
     scans: int
@@ -253,10 +246,6 @@ class ParitySpec:
     passed: bool
     """The file met the parity limits."""
     clean: CleanParity | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON stored in the spec."""
-        return _record(self)
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "model") -> ParitySpec:

@@ -193,9 +193,9 @@ class Classifier:
         Outputs are probabilities (exported graphs end in softmax), so only quantization noise is
         removed: negatives clipped, each row renormalised to sum to 1. A trust entry's temperature is applied.
         """
-        return self._probabilities_and_distance(pixels)[0]
+        return self.probabilities_and_distance(pixels)[0]
 
-    def _probabilities_and_distance(
+    def probabilities_and_distance(
         self, pixels: NDArray[np.uint8]
     ) -> tuple[NDArray[np.float32], NDArray[np.float32] | None]:
         """`probabilities`, and the feature-distance ratios of a model exported with that output."""
@@ -208,7 +208,7 @@ class Classifier:
 
     def _predictions(self, sources: Sequence[str], pixels: NDArray[np.uint8]) -> list[Prediction]:
         """One Prediction per row of a pixel batch."""
-        probabilities, distance = self._probabilities_and_distance(pixels)
+        probabilities, distance = self.probabilities_and_distance(pixels)
         judge = None if self.abstention_unavailable else (self.trust or Trust())
         far = None if distance is None else distance > 1
         reasons = judge.reasons(probabilities, pixels, self.abstain_threshold, far) if judge else None
@@ -241,6 +241,10 @@ class Classifier:
                 f"{name}: reading the scan failed unexpectedly ({type(exc).__name__}: {exc}); "
                 "please report it with the file."
             ) from exc
+
+    def read(self, source: ImageSource) -> NDArray[np.uint8]:
+        """The preprocessed pixels of one scan, read as `predict` reads them (the same typed errors)."""
+        return self._pixels(source, describe_source(source))
 
     def predict(self, source: ImageSource) -> Prediction:
         """Classify one scan (file path, encoded bytes, PIL image or array).
@@ -281,10 +285,7 @@ class Classifier:
         batch: list[tuple[str, NDArray[np.uint8]]] = []
         pending: list[Result | None] = []
 
-        def read(source: ImageSource) -> NDArray[np.uint8]:
-            return self._pixels(source, describe_source(source))
-
-        for source, decoded in decode_ahead(read, sources, ahead=2 * batch_size):
+        for source, decoded in decode_ahead(self.read, sources, ahead=2 * batch_size):
             name = describe_source(source)
             try:
                 batch.append((name, decoded.result()))

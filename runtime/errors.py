@@ -99,6 +99,12 @@ class DatasetError(TumorscanError):
     code = "bad_dataset"
 
 
+class SiteError(DatasetError):
+    """A new site's folder cannot be checked or adapted on as it is."""
+
+    code = "bad_site"
+
+
 class MissingDependencyError(TumorscanError):
     """An optional dependency is not installed; the message names the pip extra."""
 

@@ -28,6 +28,7 @@ from tumorscan.train.distance import (
     features_model,
     fit_distance,
 )
+from tumorscan.shift import SHIFT_ENTRY, flagged_by, observe
 from tumorscan.trust import DISTANCE_OUTPUT, Trust, apply_temperature, input_statistics
 
 ECE_BINS = 15
@@ -41,6 +42,11 @@ DISTANCE_SHARE = 0.02
 """Share of validation scans whose feature distance may exceed the threshold."""
 TEMPERATURE_RANGE = (0.05, 20.0)
 CHUNK = 256
+SHIFT_REFERENCE_SHARE = 2 / 3
+"""Share of the validation scans whose observations the spec stores as the shift reference
+(`tumorscan.shift`); the rest stay out of it, so that the check's false alarms can be measured on scans of
+the training source that neither trained the model nor entered the reference."""
+SHIFT_REFERENCE_SEED = 0
 
 Predict = Callable[[NDArray[np.uint8]], NDArray[np.float32]]
 """N x H x W x 3 uint8 pixels -> N x K probabilities."""
@@ -256,6 +262,32 @@ def _fit_distance(
     return DistanceStats(fitted.means, fitted.whitening, round(threshold, 4)), distances
 
 
+def shift_reference_rows(count: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Positions among `count` validation scans: those in the shift reference, and those kept out."""
+    order = np.random.default_rng(SHIFT_REFERENCE_SEED).permutation(count)
+    cut = round(count * SHIFT_REFERENCE_SHARE)
+    return np.sort(order[:cut]), np.sort(order[cut:])
+
+
+def shift_reference(
+    fit: TrustFit,
+    labels: tuple[str, ...],
+    pixels: NDArray[np.uint8],
+    distance_ratio: NDArray[np.float32] | None,
+) -> dict[str, Any]:
+    """The spec's shift reference: what the calibrated model sees on the reference part of validation."""
+    keep, _ = shift_reference_rows(len(pixels))
+    checks = Trust(input_checks={k: (v[0], v[1]) for k, v in fit.entry["input_checks"].items()})
+    ratio = None if distance_ratio is None else distance_ratio[keep]
+    flagged = flagged_by(checks, pixels[keep], ratio)
+    observations = observe(labels, fit.after[keep], pixels[keep], ratio, flagged)
+    return observations.to_entry(
+        scans_from="validation",
+        share=round(SHIFT_REFERENCE_SHARE, 4),
+        seed=SHIFT_REFERENCE_SEED,
+    )
+
+
 def calibrate_scans(
     model: Any, scans: Any, train_rows: NDArray[np.int64], val_rows: NDArray[np.int64], target_accuracy: float
 ) -> TrustFit:
@@ -268,6 +300,8 @@ def calibrate_scans(
     fit = fit_trust(
         probabilities, scans.label_ids[val_rows], statistics, validation_pixels, target_accuracy, far
     )
+    ratio = None if distance is None else distance[1] / distance[0].threshold
+    fit.entry[SHIFT_ENTRY] = shift_reference(fit, scans.labels, validation_pixels, ratio)
     if distance is None:
         return fit
     fit.entry["feature_distance"] = {

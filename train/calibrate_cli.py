@@ -12,6 +12,8 @@ from tumorscan.train.calibrate import DEFAULT_TARGET_ACCURACY, calibrate_keras
 from tumorscan.train.trainer import TrainConfig
 
 FOLDER = click.Path(path_type=Path, file_okay=False)
+SHIFTED_EXIT = 3
+"""Exit status of `tumor-trust --site` when the site's scans are shifted (1 and 2 stay errors)."""
 
 
 @click.command()
@@ -69,13 +71,23 @@ def calibrate_command(
 
 @click.command()
 @click.argument("model", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--data", required=True, type=FOLDER, help="Labelled test folder (one sub-folder per class).")
+@click.option("--data", type=FOLDER, help="Labelled test folder (one sub-folder per class).")
+@click.option(
+    "--site",
+    type=FOLDER,
+    help="Instead of --data: an unlabelled folder of a new site's scans, checked for shift.",
+)
 @click.option(
     "--audit",
     type=click.Path(path_type=Path, dir_okay=False),
     help="audit.json of --data: adds its clean subset.",
 )
-@click.option("--out", required=True, type=FOLDER, help="Write trust_report.json and risk_coverage.png here.")
+@click.option(
+    "--out",
+    required=True,
+    type=FOLDER,
+    help="Write trust_report.json and risk_coverage.png (--site: shift_report.json and shift.png) here.",
+)
 @click.option(
     "--abstain-threshold",
     type=click.FloatRange(0, 1),
@@ -85,15 +97,44 @@ def calibrate_command(
 @version_option
 @user_errors
 def trust_command(
-    model: Path, data: Path, audit: Path | None, out: Path, abstain_threshold: float | None
+    model: Path,
+    data: Path | None,
+    site: Path | None,
+    audit: Path | None,
+    out: Path,
+    abstain_threshold: float | None,
 ) -> None:
     """Trust report of an exported MODEL (.tflite or .onnx), run through the runtime as deployed.
 
-    Accuracy against the share of scans answered (risk_coverage.png), the table at the model's abstention
-    threshold on --data and its clean subset, ECE, and the answers to the non-MRI image set.
+    With --data: accuracy against the share of scans answered (risk_coverage.png), the table at the model's
+    abstention threshold on --data and its clean subset, ECE, and the answers to the non-MRI image set.
+
+    With --site: whether a new site's unlabelled scans differ from the model's validation scans (a two-sample
+    test per statistic, Bonferroni-corrected); exit status 3 when they do.
     """
+    if (data is None) == (site is None):
+        raise click.UsageError(
+            "pass either --data (a labelled folder) or --site (a site's unlabelled scans)."
+        )
+    if site is not None:
+        _site_check(model, site, out)
+        return
     from tumorscan.train.trust_report import format_trust_report, trust_report
 
+    assert data is not None
     report = trust_report(model, data, audit, out, abstain_threshold)
     click.echo(format_trust_report(report), nl=False)
     click.echo(f"Wrote trust_report.json and risk_coverage.png to {out}.")
+
+
+def _site_check(model: Path, site: Path, out: Path) -> None:
+    """The --site mode of tumor-trust."""
+    from tumorscan.train.site_check import check_site, format_site_report
+
+    report, document, written = check_site(model, site, out)
+    click.echo(format_site_report(report), nl=False)
+    if document["unreadable"]:
+        click.echo(f"{len(document['unreadable'])} scans could not be read (listed in the report).", err=True)
+    click.echo(f"Wrote {', '.join(p.name for p in written)} to {out}.")
+    if report.shifted:
+        raise SystemExit(SHIFTED_EXIT)

@@ -53,6 +53,14 @@ class Observations:
     def __len__(self) -> int:
         return len(self.predicted)
 
+    def take(self, rows: NDArray[np.int64]) -> Observations:
+        """The observations of some scans only."""
+        return Observations(
+            {name: values[rows] for name, values in self.statistics.items()},
+            self.predicted[rows],
+            self.flagged[rows],
+        )
+
     def to_entry(self, **notes: Any) -> dict[str, Any]:
         """The spec entry: every value rounded to `DECIMALS`, plus free notes (how the scans were chosen)."""
         return {

@@ -16,11 +16,14 @@ from tumorscan.export.bench.run import BenchOptions
 from tumorscan.export.cli import export_command, parity_command
 from tumorscan.export.exporter import ExportOptions
 from tumorscan.export.parity import run_parity
+from tumorscan.export.site_cli import adapt_command
 from tumorscan.sections import ParityLimits
 from tumorscan.train.calibrate import calibrate_keras
 from tumorscan.train.calibrate_cli import calibrate_command
 from tumorscan.train.cli import evaluate_command, train_command
 from tumorscan.train.evaluate import evaluate_model
+from tumorscan.train.site import AdaptOptions
+from tumorscan.train.site_adapt import AdaptRecipe
 from tumorscan.train.trainer import TrainConfig
 
 HOMES: list[tuple[click.Command, tuple[Callable[..., Any], ...]]] = [
@@ -29,6 +32,7 @@ HOMES: list[tuple[click.Command, tuple[Callable[..., Any], ...]]] = [
     (train_command, (TrainConfig,)),
     (evaluate_command, (evaluate_model,)),
     (calibrate_command, (calibrate_keras,)),
+    (adapt_command, (AdaptOptions, AdaptRecipe)),
     (bench_command, (BenchOptions,)),
     (infer_command, ()),
 ]
@@ -36,7 +40,7 @@ AS_OPTION: dict[str, Callable[[Any], Any]] = {
     "size": lambda size: size[0],  # --size N: an N x N input
     "formats": lambda formats: ",".join(formats),  # --formats a,b
 }
-OPTION_ONLY = {("infer", "top_k")}
+OPTION_ONLY = {("infer", "top_k"), ("adapt", "export")}
 """Defaults that live in the option alone (nothing else takes the value)."""
 
 

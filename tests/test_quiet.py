@@ -24,6 +24,7 @@ COMMANDS = {
     "tumor-bench": "tumorscan.export.bench.cli:bench_command",
     "tumor-calibrate": "tumorscan.train.calibrate_cli:calibrate_command",
     "tumor-trust": "tumorscan.train.calibrate_cli:trust_command",
+    "tumor-adapt": "tumorscan.export.site_cli:adapt_command",
 }
 
 

@@ -330,6 +330,19 @@ def relative_name(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix()
 
 
+def perceptual_hashes(root: Path, progress: bool = True) -> dict[str, tuple[str, NDArray[np.bool_]]]:
+    """The sha256 and perceptual hash bits of every readable scan of a class-folder dataset, by name."""
+    scans = _read_folder(root, True, progress)
+    return {scan.name: (scan.sha256, scan.bits) for scan in scans if scan.bits is not None}
+
+
+def hamming_distances(left: NDArray[np.bool_], right: NDArray[np.bool_]) -> NDArray[np.int64]:
+    """Bits that differ between every row of `left` and every row of `right` (hash bit matrices)."""
+    a, b = left.astype(np.float32), right.astype(np.float32)
+    differ: NDArray[np.float32] = a.sum(axis=1)[:, None] + b.sum(axis=1)[None, :] - 2 * (a @ b.T)
+    return np.rint(differ).astype(np.int64)
+
+
 def _read_folder(root: Path, hashing: bool, progress: bool) -> list[_Scan]:
     scans = scan_dataset(root)
     hasher = _perceptual_hasher() if hashing else None
@@ -408,18 +421,13 @@ def _twins(
 def _distance_chunks(rows: list[_Scan], columns: list[_Scan]) -> Iterator[tuple[int, NDArray[np.int64]]]:
     """Hamming distances between hashes, a block of rows at a time: (first row, rows x columns)."""
     right = _bit_matrix(columns)
-    right_ones = right.sum(axis=1)
     left_all = _bit_matrix(rows)
     for start in range(0, len(rows), _CHUNK):
-        left = left_all[start : start + _CHUNK]
-        common = left @ right.T
-        yield start, np.rint(left.sum(axis=1)[:, None] + right_ones[None, :] - 2 * common).astype(np.int64)
+        yield start, hamming_distances(left_all[start : start + _CHUNK], right)
 
 
-def _bit_matrix(scans: list[_Scan]) -> NDArray[np.float32]:
-    return np.array([scan.bits for scan in scans], dtype=np.float32).reshape(
-        len(scans), HASH_SIZE * HASH_SIZE
-    )
+def _bit_matrix(scans: list[_Scan]) -> NDArray[np.bool_]:
+    return np.array([scan.bits for scan in scans], dtype=bool).reshape(len(scans), HASH_SIZE * HASH_SIZE)
 
 
 def _unreadable(scans: list[_Scan]) -> tuple[Unreadable, ...]:

@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tumorscan.errors import MetadataError, ModelError
+from tumorscan.shift import SHIFT_ENTRY, flagged_by, observe
 from tumorscan.train.batches import keras_outputs
 from tumorscan.train.distance import (
     DISTANCE_ENTRY,
@@ -28,7 +29,6 @@ from tumorscan.train.distance import (
     features_model,
     fit_distance,
 )
-from tumorscan.shift import SHIFT_ENTRY, flagged_by, observe
 from tumorscan.trust import DISTANCE_OUTPUT, Trust, apply_temperature, input_statistics
 
 ECE_BINS = 15

@@ -84,7 +84,7 @@ def test_the_reference_survives_the_spec_round_trip() -> None:
     ],
 )
 def test_a_malformed_reference_is_a_metadata_error(broken: object) -> None:
-    with pytest.raises(MetadataError, match="m.tflite: the shift reference"):
+    with pytest.raises(MetadataError, match=r"m\.tflite: the shift reference"):
         reference_of({SHIFT_ENTRY: broken}, LABELS, "m.tflite")
 
 

@@ -70,7 +70,7 @@ def _draw(report: ShiftReport, path: Path) -> bool:
     try:
         from tumorscan.train.figures import new_figure, save_png
 
-        figure = new_figure(figsize=(4 * (PANELS + 1), 3.6))
+        figure = new_figure(figsize=(4 * (PANELS + 1), 4), layout="constrained")
     except ImportError:
         return False
     corrected = {t.name: t.corrected for t in report.tests}
@@ -88,7 +88,7 @@ def _draw(report: ShiftReport, path: Path) -> bool:
     ):
         shares = report.class_shares(observations)
         axes.bar(positions + offset, [shares[name] for name in report.labels], width=0.4, label=label)
-    axes.set_xticks(positions, [name.replace("_tumor", "") for name in report.labels])
+    axes.set_xticks(positions, [name.replace("_tumor", "") for name in report.labels], rotation=30)
     axes.set(title=f"predicted classes\ncorrected p = {corrected.get('predicted classes', 1.0):.3g}")
     axes.legend(fontsize="small")
     verdict = "SHIFTED" if report.shifted else "no shift detected"

@@ -150,7 +150,16 @@ def fine_tune(
     model.compile(optimizer=keras.optimizers.Adam(recipe.lr), loss=training_loss(label_smoothing))
     model.fit(dataset.prefetch(2), epochs=recipe.epochs, verbose=0)
     _mix(model, original, recipe.mix)
-    return model
+    return _inference_copy(model)
+
+
+def _inference_copy(model: Any) -> Any:
+    """The adapted weights in an uncompiled copy: a saved file holds no training loss, stock layers only."""
+    for layer in model.layers:
+        layer.trainable = True
+    copy = type(model).from_config(model.get_config())  # clone_model would keep the compile config
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def probabilities(model: Any, pixels: NDArray[np.uint8], rows: NDArray[np.int64]) -> NDArray[np.float32]:

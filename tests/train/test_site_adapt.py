@@ -211,3 +211,30 @@ def test_an_output_folder_with_files_is_kept(calibrated: Path, tiny_site: Path, 
     code, output = _adapt(calibrated, tiny_site, out, "--folds", "2")
     assert code == 1 and "--force" in output
     assert (out / "mine.txt").read_text() == "keep"
+
+
+def test_an_adapted_model_with_label_smoothing_saves_as_stock_keras(
+    tiny_keras_model: Path, sample_train: Path, tmp_path: Path
+) -> None:
+    from tumorscan.images import load_pixels
+    from tumorscan.spec import ModelSpec
+    from tumorscan.train.keras_file import load_keras, save_keras
+    from tumorscan.train.site_adapt import Pool, fine_tune
+
+    scans = scan_dataset(sample_train)
+    pixels = np.stack([load_pixels(s.path, (32, 32)) for s in scans])
+    labels = np.array(
+        [["glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor"].index(s.label) for s in scans]
+    )
+    model = load_keras(tiny_keras_model)
+    recipe = AdaptRecipe(epochs=1, freeze="convolutions", mix=0.5)
+    adapted = fine_tune(
+        model, Pool(pixels, labels.astype(np.int32)), np.arange(len(scans)), None, None, recipe, 0.1
+    )
+    spec = read_keras_spec(tiny_keras_model)
+    assert isinstance(spec, ModelSpec)
+    save_keras(adapted, tmp_path / "adapted.keras", spec)
+    again = load_keras(tmp_path / "adapted.keras")
+    assert np.allclose(
+        again(pixels[:2].astype(np.float32)), adapted(pixels[:2].astype(np.float32)), atol=1e-6
+    )

@@ -156,6 +156,9 @@ class Classifier:
             ModelIntegrityError: the file does not match the hash in its metadata (it was modified).
                 A file exported without a hash loads unchecked (`identity.integrity_checked` is False).
             MissingDependencyError: the backend's package is not installed.
+
+        One black image goes through the model before it is returned, so that a file that loads but
+        cannot run (a tensor without data) is a ModelError here, not in the middle of a run.
         """
         path = Path(path)
         source = str(path)
@@ -165,6 +168,7 @@ class Classifier:
         spec = spec_from_text(runner.metadata(), source)
         integrity_checked = verify_integrity(content, spec, source)
         _check_shapes(spec, runner, source)
+        runner.run(np.zeros((1, *spec.input.size, 3), dtype=np.uint8))  # a model that cannot run fails here
         identity = ModelIdentity(
             file=path.name,
             sha256=hashlib.sha256(content).hexdigest()[:SHA256_SHORT],
@@ -263,9 +267,9 @@ class Classifier:
             ImageError: the scan cannot be read.
             ValueError: `label` is not one of the model's labels.
         """
-        pixels = self._pixels(source, describe_source(source))
         if label is not None and label not in self.labels:
             raise ValueError(f"unknown label {label!r}; the model knows {', '.join(self.labels)}.")
+        pixels = self._pixels(source, describe_source(source))
         scores = self._backend.run
         target = self.labels.index(label) if label else int(np.argmax(scores(pixels[np.newaxis])[0]))
         return occlusion_map(scores, pixels, target)
@@ -277,6 +281,17 @@ class Classifier:
 
         Only the model can end the iteration early (ModelError); a bad scan never does. Scans are
         decoded by a few threads, up to two batches ahead of the model (`tumorscan.pipeline`).
+        """
+        for result, _ in self.iter_with_pixels(sources, batch_size):
+            yield result
+
+    def iter_with_pixels(
+        self, sources: Iterable[ImageSource], batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> Iterator[tuple[Result, NDArray[np.uint8] | None]]:
+        """`iter_predictions`, each result with the pixels the model saw (None for a bad scan).
+
+        Heatmaps computed from these explain the very pixels that were classified, even if the file
+        changes afterwards.
         """
         batch: list[tuple[str, NDArray[np.uint8]]] = []
         pending: list[Result | None] = []
@@ -298,12 +313,13 @@ class Classifier:
 
     def _merge(
         self, pending: list[Result | None], batch: list[tuple[str, NDArray[np.uint8]]]
-    ) -> Iterator[Result]:
+    ) -> Iterator[tuple[Result, NDArray[np.uint8] | None]]:
         """The pending results in order, predictions for the decoded scans filled in."""
         names = [name for name, _ in batch]
         predictions = iter(self._predictions(names, np.stack([p for _, p in batch])) if batch else [])
+        pixels = iter(p for _, p in batch)
         for result in pending:
-            yield result if result is not None else next(predictions)
+            yield (result, None) if result is not None else (next(predictions), next(pixels))
 
     def predict_many(
         self, sources: Iterable[ImageSource], batch_size: int = DEFAULT_BATCH_SIZE

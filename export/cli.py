@@ -9,13 +9,14 @@ from typing import Any
 import click
 
 from tumorscan.cli_support import user_errors, version_option
+from tumorscan.errors import ModelError
 from tumorscan.quiet import quiet_unless_verbose
 from tumorscan.sections import ParityLimits
-from tumorscan.spec import NORMALIZATIONS
+from tumorscan.spec import NORMALIZATIONS, labels_problem
 
 from .exporter import REPORT_JSON, REPORT_TEXT, ExportOptions, export_model
 from .formats import CALIBRATION_METHODS, FORMATS, MODES, select_targets
-from .parity import format_parity, run_parity, write_parity
+from .parity import ParityError, format_parity, run_parity, write_parity
 
 
 def _log(message: str) -> None:
@@ -27,7 +28,11 @@ def _labels(
 ) -> tuple[str, ...] | None:
     if value is None:
         return None
-    return tuple(label.strip() for label in value.split(",") if label.strip())
+    labels = tuple(label.strip() for label in value.split(","))
+    problem = labels_problem(labels)
+    if problem is not None:
+        raise click.BadParameter(f"{problem}; pass one distinct name per output, e.g. a,b,c.")
+    return labels
 
 
 def _size(_context: click.Context, _parameter: click.Parameter, value: str | None) -> tuple[int, int] | None:
@@ -227,17 +232,21 @@ def parity_command(
 ) -> None:
     """Check EXPORTED .tflite/.onnx files against their ORIGINAL .keras model on a labelled folder.
 
-    Exits with status 1 when a file breaks a limit.
+    Exits with status 1 when a file breaks a limit, 2 when a file cannot be compared (another model's
+    export, other labels or input, an invalid file).
     """
-    report = run_parity(
-        original,
-        exported,
-        data,
-        audit=audit,
-        exclude_manifest=exclude_calibration,
-        limits=ParityLimits(min_agreement, max_drop, max_prob_diff),
-        allow_other_source=allow_other_source,
-    )
+    try:
+        report = run_parity(
+            original,
+            exported,
+            data,
+            audit=audit,
+            exclude_manifest=exclude_calibration,
+            limits=ParityLimits(min_agreement, max_drop, max_prob_diff),
+            allow_other_source=allow_other_source,
+        )
+    except (ParityError, ModelError) as exc:  # nothing was compared: a usage error, not a failed limit
+        raise click.UsageError(str(exc)) from exc
     click.echo(report.to_json() if as_json else format_parity(report))
     if out is not None:
         write_parity(report, out)

@@ -9,6 +9,7 @@ unknown fields are ignored, so newer files still load.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -56,6 +57,18 @@ class InputSpec:
     def size(self) -> tuple[int, int]:
         """(height, width)."""
         return (self.height, self.width)
+
+
+def labels_problem(labels: Sequence[str]) -> str | None:
+    """What is wrong with a list of class labels (fewer than two, an empty or a repeated one), else None."""
+    if len(labels) < 2:
+        return f"give at least two labels, got {list(labels)}"
+    if any(not label for label in labels):
+        return f"a label is empty in {list(labels)}"
+    for label in labels:
+        if labels.count(label) > 1:
+            return f"label {label!r} appears {'twice' if labels.count(label) == 2 else 'more than twice'}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -129,8 +142,9 @@ class ModelSpec:
     def validate(self, source: str = "model") -> None:
         """Check internal consistency; raise MetadataError naming `source` if broken."""
         problems = []
-        if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
-            problems.append(f"labels must be at least two distinct names, got {list(self.labels)}")
+        label_problem = labels_problem(self.labels)
+        if label_problem is not None:
+            problems.append(label_problem)
         if self.input.height < 8 or self.input.width < 8:
             problems.append(f"input size {self.input.size} is too small")
         if self.input.channels != 3 or self.input.color != "RGB":

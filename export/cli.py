@@ -23,7 +23,7 @@ def _log(message: str) -> None:
     click.echo(message, err=True)
 
 
-def _labels(
+def labels_option(
     _context: click.Context, _parameter: click.Parameter, value: str | None
 ) -> tuple[str, ...] | None:
     if value is None:
@@ -35,7 +35,9 @@ def _labels(
     return labels
 
 
-def _size(_context: click.Context, _parameter: click.Parameter, value: str | None) -> tuple[int, int] | None:
+def size_option(
+    _context: click.Context, _parameter: click.Parameter, value: str | None
+) -> tuple[int, int] | None:
     if value is None:
         return None
     try:
@@ -114,10 +116,14 @@ def parity_limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
     "(none: its graph normalises RGB 0-255 itself).",
 )
 @click.option(
-    "--labels", callback=_labels, help="Comma-separated class names of a model without a tumorscan spec."
+    "--labels",
+    callback=labels_option,
+    help="Comma-separated class names of a model without a tumorscan spec.",
 )
 @click.option("--logits", is_flag=True, help="The model outputs logits: append a softmax.")
-@click.option("--input-size", callback=_size, help="HEIGHTxWIDTH, for a model whose input size is dynamic.")
+@click.option(
+    "--input-size", callback=size_option, help="HEIGHTxWIDTH, for a model whose input size is dynamic."
+)
 @click.option(
     "--parity",
     "parity_data",

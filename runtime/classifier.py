@@ -23,8 +23,9 @@ from .backends import Backend, TensorInfo, choose_backend, open_backend
 from .errors import ModelError, TumorscanError, UnexpectedError
 from .explain import occlusion_map
 from .images import ImageSource, describe_source, load_pixels
-from .integrity import verify_integrity
+from .integrity import check_self_contained, verify_integrity
 from .metadata import read_model_file, spec_from_text
+from .normalize import model_input
 from .pipeline import decode_ahead
 from .spec import ModelSpec
 from .trust import Trust, unavailable_note
@@ -114,12 +115,14 @@ def _quantization_name(spec: ModelSpec, tensor: TensorInfo) -> str:
 
 def _check_shapes(spec: ModelSpec, backend: Backend, source: str) -> None:
     height, width = spec.input.size
-    expected_input = (1, height, width, 3)
+    nchw = spec.input.layout == "NCHW"
+    expected_input = (1, 3, height, width) if nchw else (1, height, width, 3)
     actual = backend.input.shape
     if len(actual) != 4 or any(a not in (e, -1) for a, e in zip(actual, expected_input, strict=True)):
+        axes = "batch x RGB x height x width" if nchw else "batch x height x width x RGB"
         raise ModelError(
             f"{source}: input shape {list(actual)} does not match the metadata's {list(expected_input)} "
-            "(batch x height x width x RGB); re-export the model."
+            f"({axes}); re-export the model."
         )
     output = backend.output.shape
     if len(output) != 2 or output[0] not in (1, -1) or output[1] != len(spec.labels):
@@ -164,11 +167,12 @@ class Classifier:
         source = str(path)
         content = read_model_file(path)
         name = choose_backend(path.suffix.lower(), backend)
+        check_self_contained(content, source)
         runner = open_backend(name, content, source, num_threads)
         spec = spec_from_text(runner.metadata(), source)
         integrity_checked = verify_integrity(content, spec, source)
         _check_shapes(spec, runner, source)
-        runner.run(np.zeros((1, *spec.input.size, 3), dtype=np.uint8))  # a model that cannot run fails here
+        runner.run(model_input(np.zeros((1, *spec.input.size, 3), dtype=np.uint8), spec.input))  # can it run?
         identity = ModelIdentity(
             file=path.name,
             sha256=hashlib.sha256(content).hexdigest()[:SHA256_SHORT],
@@ -203,7 +207,7 @@ class Classifier:
         self, pixels: NDArray[np.uint8]
     ) -> tuple[NDArray[np.float32], NDArray[np.float32] | None]:
         """`probabilities`, and the feature-distance ratios of a model exported with that output."""
-        raw, distance = self._backend.run_with_distance(pixels)
+        raw, distance = self._backend.run_with_distance(model_input(pixels, self.spec.input))
         scores = np.clip(raw, 0.0, None)
         totals = scores.sum(axis=1, keepdims=True)
         uniform = np.full_like(scores, 1 / len(self.labels))
@@ -270,7 +274,10 @@ class Classifier:
         if label is not None and label not in self.labels:
             raise ValueError(f"unknown label {label!r}; the model knows {', '.join(self.labels)}.")
         pixels = self._pixels(source, describe_source(source))
-        scores = self._backend.run
+
+        def scores(batch: NDArray[np.uint8]) -> NDArray[np.float32]:
+            return self._backend.run(model_input(batch, self.spec.input))
+
         target = self.labels.index(label) if label else int(np.argmax(scores(pixels[np.newaxis])[0]))
         return occlusion_map(scores, pixels, target)
 

@@ -33,6 +33,10 @@ NORMALIZATIONS = ("rescale", "symmetric", "caffe", "none")
 """What a model graph does to its 0-255 RGB input before the first layer:
 rescale x/255; symmetric x/127.5-1; caffe (VGG16/ImageNet) RGB minus channel means; none."""
 
+NORMALIZED_BY = ("graph", "runtime")
+LAYOUTS = ("NHWC", "NCHW")
+INPUT_DEFAULTS_LEFT_OUT = {"normalized_by": "graph", "layout": "NHWC"}
+"""Input fields written only when they differ from these values."""
 RESIZES = ("bilinear",)
 """Resize rules the preprocessing path knows (`tumorscan.images.RESIZE_FILTER`)."""
 INPUT_DTYPES = ("uint8",)
@@ -52,6 +56,11 @@ class InputSpec:
     resize: str = "bilinear"
     dtype: str = "uint8"
     normalization: str = "rescale"
+    normalized_by: str = "graph"
+    """Who applies `normalization`: "graph" (tumorscan exports bake it into the model) or "runtime" (a file
+    made elsewhere and sealed with tumor-seal: the runtime normalises the pixels before feeding them)."""
+    layout: str = "NHWC"
+    """The model input's axis order: NHWC (TensorFlow) or NCHW (PyTorch and most other ONNX files)."""
 
     @property
     def size(self) -> tuple[int, int]:
@@ -97,6 +106,9 @@ class ModelSpec:
         """Serialise to a compact, key-sorted JSON document."""
         data = asdict(self)
         data["labels"] = list(self.labels)
+        for key, default in INPUT_DEFAULTS_LEFT_OUT.items():  # files older tumorscan versions still read
+            if data["input"][key] == default:
+                del data["input"][key]
         for name, section in (
             ("quantization", self.quantization),
             ("calibration", self.calibration),
@@ -151,6 +163,11 @@ class ModelSpec:
             problems.append("input must be 3-channel RGB")
         if self.input.normalization not in NORMALIZATIONS:
             problems.append(f"unknown normalization {self.input.normalization!r}")
+        if self.input.normalized_by not in NORMALIZED_BY or self.input.layout not in LAYOUTS:
+            problems.append(
+                f"input normalized by {self.input.normalized_by!r} in layout {self.input.layout!r}: "
+                f"expected one of {', '.join(NORMALIZED_BY)} and {', '.join(LAYOUTS)}"
+            )
         if self.input.resize not in RESIZES or self.input.dtype not in INPUT_DTYPES:
             problems.append(
                 f"input resize {self.input.resize!r} and pixel type {self.input.dtype!r} are not what this "

@@ -16,6 +16,7 @@ from tumorscan.export.bench.run import BenchOptions
 from tumorscan.export.cli import export_command, parity_command
 from tumorscan.export.exporter import ExportOptions
 from tumorscan.export.parity import run_parity
+from tumorscan.export.seal import seal_command
 from tumorscan.sections import ParityLimits
 from tumorscan.train.calibrate import calibrate_keras
 from tumorscan.train.calibrate_cli import calibrate_command
@@ -31,6 +32,7 @@ HOMES: list[tuple[click.Command, tuple[Callable[..., Any], ...]]] = [
     (calibrate_command, (calibrate_keras,)),
     (bench_command, (BenchOptions,)),
     (infer_command, ()),
+    (seal_command, ()),
 ]
 AS_OPTION: dict[str, Callable[[Any], Any]] = {
     "size": lambda size: size[0],  # --size N: an N x N input

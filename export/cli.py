@@ -12,6 +12,7 @@ from tumorscan.cli_support import user_errors, version_option
 from tumorscan.errors import ModelError
 from tumorscan.quiet import quiet_unless_verbose
 from tumorscan.sections import ParityLimits
+from tumorscan.signing import check_private_key, sign_file
 from tumorscan.spec import NORMALIZATIONS, labels_problem
 
 from .exporter import REPORT_JSON, REPORT_TEXT, ExportOptions, export_model
@@ -69,6 +70,15 @@ def parity_limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
         default=ParityLimits.min_agreement,
         show_default=True,
         help="Smallest top-1 agreement with the original.",
+    )(command)
+
+
+def sign_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--sign KEY, shared by tumor-export and tumor-seal."""
+    return click.option(
+        "--sign",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Ed25519 private key (PEM): write MODEL.sig beside each file (checked by --trusted-key).",
     )(command)
 
 
@@ -145,6 +155,7 @@ def parity_limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
     show_default=True,
     help="With --auto-float: the most layers reverted to float for parity.",
 )
+@sign_option
 @parity_limit_options
 @quiet_unless_verbose
 @version_option
@@ -171,8 +182,11 @@ def export_command(
     min_agreement: float,
     max_drop: float,
     max_prob_diff: float | None,
+    sign: Path | None,
 ) -> None:
     """Export a Keras classifier MODEL to quantized TFLite and ONNX files with their metadata inside."""
+    if sign is not None:
+        check_private_key(sign)
     chosen_modes = [*(modes.split(",") if modes else []), *(["int8"] if int8 else [])] or ["fp32"]
     out_dir = out or model.parent / "export"
     options = ExportOptions(
@@ -195,6 +209,9 @@ def export_command(
     )
     report = export_model(model, options, log=_log, progress=True)
     click.echo(report.to_text(), nl=False)
+    if sign is not None:
+        for file in report.files:
+            _log(f"Signed {sign_file(Path(file.path), sign)}")
     _log(f"Report written to {out_dir / REPORT_TEXT} and {out_dir / REPORT_JSON}.")
     if report.parity is not None and not report.parity.passed:
         raise click.ClickException("parity limits failed (see above); the files record it in their metadata.")

@@ -25,10 +25,11 @@ from tumorscan.integrity import check_self_contained
 from tumorscan.metadata import embed_tflite_metadata, is_tflite, read_model_file
 from tumorscan.normalize import model_input
 from tumorscan.quiet import quiet_unless_verbose
+from tumorscan.signing import check_private_key, sign_file
 from tumorscan.spec import METADATA_KEY, NORMALIZATIONS, InputSpec, ModelSpec, labels_problem
 from tumorscan.train.keras_file import file_sha256
 
-from .cli import labels_option, size_option
+from .cli import labels_option, sign_option, size_option
 from .exporter import provenance
 from .formats import import_optional
 
@@ -172,6 +173,7 @@ def seal_model(model: Path, out: Path, options: SealOptions) -> Classifier:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Sealed file. [default: MODEL-sealed beside MODEL]",
 )
+@sign_option
 @quiet_unless_verbose
 @version_option
 @user_errors
@@ -182,6 +184,7 @@ def seal_command(
     input_size: tuple[int, int] | None,
     architecture: str | None,
     out: Path | None,
+    sign: Path | None,
 ) -> None:
     """Give a .tflite or .onnx classifier MODEL made elsewhere the labels and preprocessing tumorscan needs.
 
@@ -191,7 +194,11 @@ def seal_command(
     out = out or model.with_name(f"{model.stem}-sealed{model.suffix}")
     options = SealOptions(labels, preprocess, input_size, architecture)
     try:
+        if sign is not None:
+            check_private_key(sign)
         classifier = seal_model(model, out, options)
     except ModelError as exc:
         raise click.UsageError(str(exc)) from exc
     click.echo(f"wrote {out}: {classifier.identity}", err=True)
+    if sign is not None:
+        click.echo(f"signed {sign_file(out, sign)}", err=True)

@@ -27,6 +27,7 @@ from .integrity import check_self_contained, verify_integrity
 from .metadata import read_model_file, spec_from_text
 from .normalize import model_input
 from .pipeline import decode_ahead
+from .signing import load_public_keys, verify_signature
 from .spec import ModelSpec
 from .trust import Trust, unavailable_note
 
@@ -46,12 +47,15 @@ class ModelIdentity:
     backend: str
     integrity_checked: bool = False
     """True when the file matched the hash in its metadata; False for a file exported without one."""
+    signed_by: str | None = None
+    """Key id of the trusted key whose signature the file carries (`tumorscan.signing`); None unchecked."""
 
     def __str__(self) -> str:
         checked = "integrity checked" if self.integrity_checked else "no integrity hash: not checked"
+        signed = f", signed by trusted key {self.signed_by}" if self.signed_by else ""
         return (
             f"{self.file} (sha256 {self.sha256}, {self.architecture}, {self.quantization}, {self.backend}, "
-            f"{checked})"
+            f"{checked}{signed})"
         )
 
 
@@ -144,7 +148,13 @@ class Classifier:
         """Overrides the spec's confidence threshold (and enables abstention on a model without one)."""
 
     @classmethod
-    def load(cls, path: str | Path, backend: str | None = None, num_threads: int | None = None) -> Classifier:
+    def load(
+        cls,
+        path: str | Path,
+        backend: str | None = None,
+        num_threads: int | None = None,
+        trusted_keys: Sequence[str | Path | Any] | None = None,
+    ) -> Classifier:
         """Load a `.tflite` or `.onnx` model exported with tumorscan.
 
         Args:
@@ -152,12 +162,15 @@ class Classifier:
             backend: "litert", "tflite-runtime" or "onnxruntime"; default: the first installed one
                 for the file type.
             num_threads: CPU threads per inference; default: the backend's choice.
+            trusted_keys: Ed25519 public keys (PEM file paths or loaded keys): the file must carry a
+                signature by one of them (`MODEL.sig`, `tumorscan.signing`); None: no signature check.
 
         Raises:
             ModelError: missing, unreadable, malformed or inconsistent model file (named in the message).
             MetadataError: the file carries no or invalid tumorscan metadata.
             ModelIntegrityError: the file does not match the hash in its metadata (it was modified).
                 A file exported without a hash loads unchecked (`identity.integrity_checked` is False).
+            SignatureError: trusted keys were given and the file is not signed by one of them.
             MissingDependencyError: the backend's package is not installed.
 
         One black image goes through the model before it is returned, so that a file that loads but
@@ -166,6 +179,10 @@ class Classifier:
         path = Path(path)
         source = str(path)
         content = read_model_file(path)
+        signed_by = None
+        if trusted_keys is not None:  # before the file is parsed at all
+            keys = [load_public_keys([Path(k)])[0] if isinstance(k, (str, Path)) else k for k in trusted_keys]
+            signed_by = verify_signature(path, content, keys, source)
         name = choose_backend(path.suffix.lower(), backend)
         check_self_contained(content, source)
         runner = open_backend(name, content, source, num_threads)
@@ -180,6 +197,7 @@ class Classifier:
             quantization=_quantization_name(spec, runner.input),
             backend=name,
             integrity_checked=integrity_checked,
+            signed_by=signed_by,
         )
         return cls(spec, runner, identity)
 

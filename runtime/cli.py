@@ -223,9 +223,12 @@ def _check_output(output: Path, model: Path | None, items: Sequence[ScanItem]) -
                 )
 
 
-def _load(model: Path | None, backend: str | None, threads: int | None) -> Classifier:
+def _load(
+    model: Path | None, backend: str | None, threads: int | None, trusted: tuple[Path, ...]
+) -> Classifier:
+    keys = list(trusted) or None
     try:
-        return Classifier.load(model or default_model_path(), backend=backend, num_threads=threads)
+        return Classifier.load(model or default_model_path(), backend, threads, trusted_keys=keys)
     except TumorscanError as exc:
         raise click.BadParameter(str(exc), param_hint="'--model'") from exc
 
@@ -263,6 +266,13 @@ def _load(model: Path | None, backend: str | None, threads: int | None) -> Class
 @click.option(
     "--progress/--no-progress", default=None, help="Progress bar on stderr (default: when many scans)."
 )
+@click.option(
+    "--trusted-key",
+    "trusted_keys",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Ed25519 public key (PEM) whose signature (MODEL.sig) the model must carry; repeatable.",
+)
 @version_option
 @user_errors
 def infer_command(
@@ -276,6 +286,7 @@ def infer_command(
     abstain_threshold: float | None,
     explain: Path | None,
     progress: bool | None,
+    trusted_keys: tuple[Path, ...],
 ) -> None:
     """Classify SCANS (files, folders searched recursively, or quoted glob patterns such as 'scans/**/*.png').
 
@@ -292,7 +303,7 @@ def infer_command(
         click.echo(f"warning: {warning}", err=True)
     if not items:
         raise click.UsageError("no scans matched the given files, folders or patterns.")
-    classifier = _load(model, backend, threads)
+    classifier = _load(model, backend, threads, trusted_keys)
     classifier.abstain_threshold = abstain_threshold
     many = len(items) >= PROGRESS_THRESHOLD and sys.stderr.isatty()
     show_progress = many if progress is None else progress

@@ -38,7 +38,7 @@ AS_OPTION: dict[str, Callable[[Any], Any]] = {
     "size": lambda size: size[0],  # --size N: an N x N input
     "formats": lambda formats: ",".join(formats),  # --formats a,b
 }
-OPTION_ONLY = {("infer", "top_k")}
+OPTION_ONLY = {("infer", "top_k"), ("infer", "trusted_keys")}
 """Defaults that live in the option alone (nothing else takes the value)."""
 
 

@@ -146,3 +146,38 @@ def test_external_onnx_weights_are_refused_at_load(exported_files: dict[str, Pat
     with pytest.raises(ModelError, match="separate files"):
         Classifier.load(tmp_path / "split.onnx")
     assert Classifier.load(exported_files["onnx-fp32"]).identity.integrity_checked
+
+
+def _key_pair(folder: Path) -> tuple[Path, Path]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    private, public = folder / "key.pem", folder / "key.pub"
+    pkcs8, pem = serialization.PrivateFormat.PKCS8, serialization.Encoding.PEM
+    private.write_bytes(key.private_bytes(pem, pkcs8, serialization.NoEncryption()))
+    public.write_bytes(key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return private, public
+
+
+def test_seal_and_export_sign_their_files(tmp_path: Path, tiny_keras_model: Path) -> None:
+    from tumorscan.export.cli import export_command
+
+    private, public = _key_pair(tmp_path)
+    foreign = _onnx_nchw(tmp_path / "m.onnx", np.eye(3, dtype=np.float32))
+    result = _seal(str(foreign), "--labels", "a,b,c", "--preprocess", "rescale", "--sign", str(private))
+    assert result.exit_code == 0, result.output
+    assert Classifier.load(tmp_path / "m-sealed.onnx", trusted_keys=[public]).identity.signed_by
+    out = tmp_path / "export"
+    arguments = [str(tiny_keras_model), "--mode", "fp32", "--out", str(out), "--sign", str(private)]
+    exported = CliRunner().invoke(export_command, arguments)
+    assert exported.exit_code == 0, exported.output
+    models = sorted(out.glob("*-fp32.*[xe]"))  # .onnx and .tflite
+    assert len(models) == 2
+    for model in models:
+        assert Classifier.load(model, trusted_keys=[public]).identity.signed_by
+    refused = CliRunner().invoke(
+        export_command, [*arguments[:-1], str(public), "--out", str(tmp_path / "no")]
+    )
+    assert refused.exit_code == 1 and "not a readable PEM private key" in refused.output
+    assert not (tmp_path / "no").exists()

@@ -275,3 +275,13 @@ def test_dicom_is_recognised_by_content_whatever_its_name(
         "1.2.840.113619.2.55",
         "IM000001",
     ]
+
+
+def test_exact_ties_go_to_the_lowest_index(tflite_fp32: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    classifier = Classifier.load(tflite_fp32)
+    tied = np.array([[0.1, 0.45, 0.45, 0.0]], dtype=np.float32)
+    monkeypatch.setattr(classifier._backend, "run_with_distance", lambda pixels: (tied, None))
+    prediction = classifier.predict(np.zeros((32, 32, 3), dtype=np.uint8))
+    labels = classifier.labels
+    assert prediction.label == labels[1]
+    assert [label for label, _ in prediction.top(4)] == [labels[1], labels[2], labels[0], labels[3]]

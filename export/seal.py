@@ -133,7 +133,8 @@ def seal_model(model: Path, out: Path, options: SealOptions) -> Classifier:
     if out.resolve() == model.resolve():
         raise TumorscanError(f"{out}: is the model itself; choose another --out file.")
     content = read_model_file(model)
-    check_self_contained(content, source)
+    if model.suffix.lower() == ".onnx":
+        check_self_contained(content, source)
     backend = open_backend(choose_backend(model.suffix.lower()), content, source)
     if backend.metadata():
         raise TumorscanError(

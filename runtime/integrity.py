@@ -130,7 +130,7 @@ def onnx_external_data(content: bytes, source: str = "model") -> bool:
 
 
 def check_self_contained(content: bytes, source: str) -> None:
-    """Refuse an ONNX file whose weights live in other files (see `onnx_external_data`).
+    """Refuse an ONNX file (`content`) whose weights live in other files (see `onnx_external_data`).
 
     Raises:
         ModelError: naming the file and how to merge its weights into it.

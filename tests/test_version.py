@@ -31,6 +31,7 @@ def test_every_command_is_covered() -> None:
         "tumor-bench",
         "tumor-calibrate",
         "tumor-trust",
+        "tumor-seal",
     }
 
 

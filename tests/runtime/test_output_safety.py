@@ -285,3 +285,20 @@ def test_exact_ties_go_to_the_lowest_index(tflite_fp32: Path, monkeypatch: pytes
     labels = classifier.labels
     assert prediction.label == labels[1]
     assert [label for label, _ in prediction.top(4)] == [labels[1], labels[2], labels[0], labels[3]]
+
+
+def test_wide_labels_keep_the_table_aligned(tflite_fp32: Path, scan: Path, tmp_path: Path) -> None:
+    from tumorscan.metadata import embed_tflite_metadata, read_tflite_spec
+    from tumorscan.names import display_width
+
+    content = tflite_fp32.read_bytes()
+    spec = read_tflite_spec(content)
+    wide = spec.with_updates(labels=("神経膠腫", "髄膜腫", "腫瘍なし", "下垂体腫瘍"))
+    model = tmp_path / "wide.tflite"
+    model.write_bytes(embed_tflite_metadata(content, wide))
+    result = _run("--model", str(model), "--top-k", "2", str(scan), str(scan))
+    header, *rows = result.stdout.splitlines()[:3]
+    column = display_width(header[: header.index("CONFIDENCE")])
+    for row in rows:  # the confidence starts at the same display column on every row
+        number = next(i for i, character in enumerate(row) if character in "01" and row[i + 1] == ".")
+        assert display_width(row[:number]) == column, result.stdout

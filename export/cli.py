@@ -9,28 +9,36 @@ from typing import Any
 import click
 
 from tumorscan.cli_support import user_errors, version_option
+from tumorscan.errors import ModelError
 from tumorscan.quiet import quiet_unless_verbose
 from tumorscan.sections import ParityLimits
-from tumorscan.spec import NORMALIZATIONS
+from tumorscan.signing import check_private_key, sign_file
+from tumorscan.spec import NORMALIZATIONS, labels_problem
 
 from .exporter import REPORT_JSON, REPORT_TEXT, ExportOptions, export_model
 from .formats import CALIBRATION_METHODS, FORMATS, MODES, select_targets
-from .parity import format_parity, run_parity, write_parity
+from .parity import ParityError, format_parity, run_parity, write_parity
 
 
 def _log(message: str) -> None:
     click.echo(message, err=True)
 
 
-def _labels(
+def labels_option(
     _context: click.Context, _parameter: click.Parameter, value: str | None
 ) -> tuple[str, ...] | None:
     if value is None:
         return None
-    return tuple(label.strip() for label in value.split(",") if label.strip())
+    labels = tuple(label.strip() for label in value.split(","))
+    problem = labels_problem(labels)
+    if problem is not None:
+        raise click.BadParameter(f"{problem}; pass one distinct name per output, e.g. a,b,c.")
+    return labels
 
 
-def _size(_context: click.Context, _parameter: click.Parameter, value: str | None) -> tuple[int, int] | None:
+def size_option(
+    _context: click.Context, _parameter: click.Parameter, value: str | None
+) -> tuple[int, int] | None:
     if value is None:
         return None
     try:
@@ -62,6 +70,15 @@ def parity_limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
         default=ParityLimits.min_agreement,
         show_default=True,
         help="Smallest top-1 agreement with the original.",
+    )(command)
+
+
+def sign_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--sign KEY, shared by tumor-export and tumor-seal."""
+    return click.option(
+        "--sign",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Ed25519 private key (PEM): write MODEL.sig beside each file (checked by --trusted-key).",
     )(command)
 
 
@@ -109,10 +126,14 @@ def parity_limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
     "(none: its graph normalises RGB 0-255 itself).",
 )
 @click.option(
-    "--labels", callback=_labels, help="Comma-separated class names of a model without a tumorscan spec."
+    "--labels",
+    callback=labels_option,
+    help="Comma-separated class names of a model without a tumorscan spec.",
 )
 @click.option("--logits", is_flag=True, help="The model outputs logits: append a softmax.")
-@click.option("--input-size", callback=_size, help="HEIGHTxWIDTH, for a model whose input size is dynamic.")
+@click.option(
+    "--input-size", callback=size_option, help="HEIGHTxWIDTH, for a model whose input size is dynamic."
+)
 @click.option(
     "--parity",
     "parity_data",
@@ -134,6 +155,7 @@ def parity_limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
     show_default=True,
     help="With --auto-float: the most layers reverted to float for parity.",
 )
+@sign_option
 @parity_limit_options
 @quiet_unless_verbose
 @version_option
@@ -160,8 +182,11 @@ def export_command(
     min_agreement: float,
     max_drop: float,
     max_prob_diff: float | None,
+    sign: Path | None,
 ) -> None:
     """Export a Keras classifier MODEL to quantized TFLite and ONNX files with their metadata inside."""
+    if sign is not None:
+        check_private_key(sign)
     chosen_modes = [*(modes.split(",") if modes else []), *(["int8"] if int8 else [])] or ["fp32"]
     out_dir = out or model.parent / "export"
     options = ExportOptions(
@@ -184,6 +209,9 @@ def export_command(
     )
     report = export_model(model, options, log=_log, progress=True)
     click.echo(report.to_text(), nl=False)
+    if sign is not None:
+        for file in report.files:
+            _log(f"Signed {sign_file(Path(file.path), sign)}")
     _log(f"Report written to {out_dir / REPORT_TEXT} and {out_dir / REPORT_JSON}.")
     if report.parity is not None and not report.parity.passed:
         raise click.ClickException("parity limits failed (see above); the files record it in their metadata.")
@@ -227,17 +255,21 @@ def parity_command(
 ) -> None:
     """Check EXPORTED .tflite/.onnx files against their ORIGINAL .keras model on a labelled folder.
 
-    Exits with status 1 when a file breaks a limit.
+    Exits with status 1 when a file breaks a limit, 2 when a file cannot be compared (another model's
+    export, other labels or input, an invalid file).
     """
-    report = run_parity(
-        original,
-        exported,
-        data,
-        audit=audit,
-        exclude_manifest=exclude_calibration,
-        limits=ParityLimits(min_agreement, max_drop, max_prob_diff),
-        allow_other_source=allow_other_source,
-    )
+    try:
+        report = run_parity(
+            original,
+            exported,
+            data,
+            audit=audit,
+            exclude_manifest=exclude_calibration,
+            limits=ParityLimits(min_agreement, max_drop, max_prob_diff),
+            allow_other_source=allow_other_source,
+        )
+    except (ParityError, ModelError) as exc:  # nothing was compared: a usage error, not a failed limit
+        raise click.UsageError(str(exc)) from exc
     click.echo(report.to_json() if as_json else format_parity(report))
     if out is not None:
         write_parity(report, out)

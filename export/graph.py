@@ -154,6 +154,6 @@ def check_probabilities(model: Any, pixels: NDArray[np.uint8], logits: bool, sou
     if probabilities.min() < -PROBABILITY_TOLERANCE or np.abs(sums - 1.0).max() > PROBABILITY_TOLERANCE:
         hint = "pass --logits to append a softmax" if not logits else "check the model's last layer"
         raise OutputShapeError(
-            f"{source}: the outputs are not probabilities (row sums {np.round(sums, 3).tolist()}, "
-            f"minimum {probabilities.min():.3g}); they look like logits: {hint}."
+            f"{source}: the outputs are not probabilities (row sums {[round(float(t), 3) for t in sums]}, "
+            f"minimum {round(float(probabilities.min()), 3)}); they look like logits: {hint}."
         )

@@ -107,7 +107,7 @@ def _fp32_proto(job: ExportJob) -> Any:
     return proto
 
 
-def _set_spec(proto: Any, spec: ModelSpec) -> None:
+def set_spec(proto: Any, spec: ModelSpec) -> None:
     """Store the spec as the model's metadata_props entry, replacing an older one, sealed with the hash
     of the rest of the model (`tumorscan.integrity`)."""
     kept = [entry for entry in proto.metadata_props if entry.key != METADATA_KEY]
@@ -121,7 +121,7 @@ def write_spec(path: Path, spec: ModelSpec) -> None:
     """Replace the spec stored in an exported ONNX file (atomically)."""
     onnx = import_optional("onnx", "Updating ONNX metadata")
     proto = onnx.load_from_string(path.read_bytes())
-    _set_spec(proto, spec)
+    set_spec(proto, spec)
     atomic_write_bytes(path, proto.SerializeToString())
 
 
@@ -129,7 +129,7 @@ def _save(job: ExportJob, proto: Any, **quantization: Any) -> Path:
     """Embed the spec, check the model and write it atomically."""
     onnx = import_optional("onnx", "Exporting ONNX models")
     spec = job.file_spec(opset=OPSET, input_dtype="float32", output_dtype="float32", **quantization)
-    _set_spec(proto, spec)
+    set_spec(proto, spec)
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as exc:
@@ -263,5 +263,5 @@ class OnnxQuantizer:
         onnx = import_optional("onnx", "Exporting ONNX models")
         self.quantize(float_layers, path)
         proto = onnx.load(path)
-        _set_spec(proto, self._job.file_spec())
+        set_spec(proto, self._job.file_spec())
         atomic_write_bytes(path, proto.SerializeToString())

@@ -23,9 +23,11 @@ from .backends import Backend, TensorInfo, choose_backend, open_backend
 from .errors import ModelError, TumorscanError, UnexpectedError
 from .explain import occlusion_map
 from .images import ImageSource, describe_source, load_pixels
-from .integrity import verify_integrity
+from .integrity import check_self_contained, verify_integrity
 from .metadata import read_model_file, spec_from_text
+from .normalize import model_input
 from .pipeline import decode_ahead
+from .signing import load_public_keys, verify_signature
 from .spec import ModelSpec
 from .trust import Trust, unavailable_note
 
@@ -45,12 +47,15 @@ class ModelIdentity:
     backend: str
     integrity_checked: bool = False
     """True when the file matched the hash in its metadata; False for a file exported without one."""
+    signed_by: str | None = None
+    """Key id of the trusted key whose signature the file carries (`tumorscan.signing`); None unchecked."""
 
     def __str__(self) -> str:
         checked = "integrity checked" if self.integrity_checked else "no integrity hash: not checked"
+        signed = f", signed by trusted key {self.signed_by}" if self.signed_by else ""
         return (
             f"{self.file} (sha256 {self.sha256}, {self.architecture}, {self.quantization}, {self.backend}, "
-            f"{checked})"
+            f"{checked}{signed})"
         )
 
 
@@ -114,12 +119,14 @@ def _quantization_name(spec: ModelSpec, tensor: TensorInfo) -> str:
 
 def _check_shapes(spec: ModelSpec, backend: Backend, source: str) -> None:
     height, width = spec.input.size
-    expected_input = (1, height, width, 3)
+    nchw = spec.input.layout == "NCHW"
+    expected_input = (1, 3, height, width) if nchw else (1, height, width, 3)
     actual = backend.input.shape
     if len(actual) != 4 or any(a not in (e, -1) for a, e in zip(actual, expected_input, strict=True)):
+        axes = "batch x RGB x height x width" if nchw else "batch x height x width x RGB"
         raise ModelError(
             f"{source}: input shape {list(actual)} does not match the metadata's {list(expected_input)} "
-            "(batch x height x width x RGB); re-export the model."
+            f"({axes}); re-export the model."
         )
     output = backend.output.shape
     if len(output) != 2 or output[0] not in (1, -1) or output[1] != len(spec.labels):
@@ -141,7 +148,13 @@ class Classifier:
         """Overrides the spec's confidence threshold (and enables abstention on a model without one)."""
 
     @classmethod
-    def load(cls, path: str | Path, backend: str | None = None, num_threads: int | None = None) -> Classifier:
+    def load(
+        cls,
+        path: str | Path,
+        backend: str | None = None,
+        num_threads: int | None = None,
+        trusted_keys: Sequence[str | Path | Any] | None = None,
+    ) -> Classifier:
         """Load a `.tflite` or `.onnx` model exported with tumorscan.
 
         Args:
@@ -149,22 +162,35 @@ class Classifier:
             backend: "litert", "tflite-runtime" or "onnxruntime"; default: the first installed one
                 for the file type.
             num_threads: CPU threads per inference; default: the backend's choice.
+            trusted_keys: Ed25519 public keys (PEM file paths or loaded keys): the file must carry a
+                signature by one of them (`MODEL.sig`, `tumorscan.signing`); None: no signature check.
 
         Raises:
             ModelError: missing, unreadable, malformed or inconsistent model file (named in the message).
             MetadataError: the file carries no or invalid tumorscan metadata.
             ModelIntegrityError: the file does not match the hash in its metadata (it was modified).
                 A file exported without a hash loads unchecked (`identity.integrity_checked` is False).
+            SignatureError: trusted keys were given and the file is not signed by one of them.
             MissingDependencyError: the backend's package is not installed.
+
+        One black image goes through the model before it is returned, so that a file that loads but
+        cannot run (a tensor without data) is a ModelError here, not in the middle of a run.
         """
         path = Path(path)
         source = str(path)
         content = read_model_file(path)
+        signed_by = None
+        if trusted_keys is not None:  # before the file is parsed at all
+            keys = [load_public_keys([Path(k)])[0] if isinstance(k, (str, Path)) else k for k in trusted_keys]
+            signed_by = verify_signature(path, content, keys, source)
         name = choose_backend(path.suffix.lower(), backend)
+        if path.suffix.lower() == ".onnx":
+            check_self_contained(content, source)
         runner = open_backend(name, content, source, num_threads)
         spec = spec_from_text(runner.metadata(), source)
         integrity_checked = verify_integrity(content, spec, source)
         _check_shapes(spec, runner, source)
+        runner.run(model_input(np.zeros((1, *spec.input.size, 3), dtype=np.uint8), spec.input))  # can it run?
         identity = ModelIdentity(
             file=path.name,
             sha256=hashlib.sha256(content).hexdigest()[:SHA256_SHORT],
@@ -172,6 +198,7 @@ class Classifier:
             quantization=_quantization_name(spec, runner.input),
             backend=name,
             integrity_checked=integrity_checked,
+            signed_by=signed_by,
         )
         return cls(spec, runner, identity)
 
@@ -199,7 +226,7 @@ class Classifier:
         self, pixels: NDArray[np.uint8]
     ) -> tuple[NDArray[np.float32], NDArray[np.float32] | None]:
         """`probabilities`, and the feature-distance ratios of a model exported with that output."""
-        raw, distance = self._backend.run_with_distance(pixels)
+        raw, distance = self._backend.run_with_distance(model_input(pixels, self.spec.input))
         scores = np.clip(raw, 0.0, None)
         totals = scores.sum(axis=1, keepdims=True)
         uniform = np.full_like(scores, 1 / len(self.labels))
@@ -267,10 +294,13 @@ class Classifier:
             ImageError: the scan cannot be read.
             ValueError: `label` is not one of the model's labels.
         """
-        pixels = self._pixels(source, describe_source(source))
         if label is not None and label not in self.labels:
             raise ValueError(f"unknown label {label!r}; the model knows {', '.join(self.labels)}.")
-        scores = self._backend.run
+        pixels = self._pixels(source, describe_source(source))
+
+        def scores(batch: NDArray[np.uint8]) -> NDArray[np.float32]:
+            return self._backend.run(model_input(batch, self.spec.input))
+
         target = self.labels.index(label) if label else int(np.argmax(scores(pixels[np.newaxis])[0]))
         return occlusion_map(scores, pixels, target)
 
@@ -281,6 +311,17 @@ class Classifier:
 
         Only the model can end the iteration early (ModelError); a bad scan never does. Scans are
         decoded by a few threads, up to two batches ahead of the model (`tumorscan.pipeline`).
+        """
+        for result, _ in self.iter_with_pixels(sources, batch_size):
+            yield result
+
+    def iter_with_pixels(
+        self, sources: Iterable[ImageSource], batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> Iterator[tuple[Result, NDArray[np.uint8] | None]]:
+        """`iter_predictions`, each result with the pixels the model saw (None for a bad scan).
+
+        Heatmaps computed from these explain the very pixels that were classified, even if the file
+        changes afterwards.
         """
         batch: list[tuple[str, NDArray[np.uint8]]] = []
         pending: list[Result | None] = []
@@ -299,12 +340,13 @@ class Classifier:
 
     def _merge(
         self, pending: list[Result | None], batch: list[tuple[str, NDArray[np.uint8]]]
-    ) -> Iterator[Result]:
+    ) -> Iterator[tuple[Result, NDArray[np.uint8] | None]]:
         """The pending results in order, predictions for the decoded scans filled in."""
         names = [name for name, _ in batch]
         predictions = iter(self._predictions(names, np.stack([p for _, p in batch])) if batch else [])
+        pixels = iter(p for _, p in batch)
         for result in pending:
-            yield result if result is not None else next(predictions)
+            yield (result, None) if result is not None else (next(predictions), next(pixels))
 
     def predict_many(
         self, sources: Iterable[ImageSource], batch_size: int = DEFAULT_BATCH_SIZE

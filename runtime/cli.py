@@ -14,19 +14,19 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
 from .backends import BACKENDS
 from .classifier import Classifier, Prediction, PredictionError, Result
 from .cli_support import user_errors, version_option
-from .errors import TumorscanError
-from .explain import write_overlay
+from .errors import ModelError, TumorscanError
 from .files import atomic_text_writer, output_target
 from .folders import Skipped, walk_scans
-from .images import load_pixels
+from .heatmaps import write_heatmaps
 from .models import default_model_path
+from .names import csv_cell, display_width, not_utf8, pad, printable
 
 PROGRESS_THRESHOLD = 20
 """Show a progress bar by default from this many scans (when stderr is a terminal)."""
@@ -35,6 +35,9 @@ GLOB_CHARACTERS = "*?["
 
 
 ScanItem = Path | Skipped
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 
 def expand_scan_arguments(arguments: Sequence[str]) -> tuple[list[ScanItem], list[str]]:
@@ -71,18 +74,28 @@ def _is_dir(path: Path) -> bool:
         return False
 
 
-def _results(classifier: Classifier, items: Sequence[ScanItem]) -> Iterator[Result]:
-    """One result per item, in order, each as soon as it is known (scans are classified in batches)."""
-    predictions = classifier.iter_predictions(item for item in items if isinstance(item, Path))
+Outcome = tuple[Path, Result, "NDArray[np.uint8] | None"]
+"""One input's path, its result, and the pixels the model saw (kept only for heatmaps)."""
+
+
+def _results(classifier: Classifier, items: Sequence[ScanItem], keep_pixels: bool) -> Iterator[Outcome]:
+    """One outcome per item, in order, each as soon as it is known (scans are classified in batches)."""
+    paths = [item for item in items if isinstance(item, Path)]
+    predictions = classifier.iter_with_pixels(paths)
     for item in items:
         if isinstance(item, Skipped):
-            yield PredictionError(str(item.path), item.error.code, str(item.error))
+            yield item.path, PredictionError(str(item.path), item.error.code, str(item.error)), None
         else:
-            yield next(predictions)
+            result, pixels = next(predictions)
+            yield item, result, pixels if keep_pixels else None
 
 
-def _record(result: Result, top_k: int, model: str) -> dict[str, object]:
-    return {**result.to_dict(top_k), "model": model}
+def _record(outcome: Outcome, top_k: int, model: str) -> dict[str, object]:
+    path, result, _ = outcome
+    record = {**result.to_dict(top_k), "model": model}
+    if not_utf8(path):  # the source shows such bytes as \xNN escapes: the flag tells them from a real name
+        record["source_not_utf8"] = True
+    return record
 
 
 def _abstain_mark(prediction: Prediction) -> str:
@@ -91,6 +104,7 @@ def _abstain_mark(prediction: Prediction) -> str:
 
 
 def _table(results: Sequence[Result], top_k: int) -> str:
+    """Aligned columns by display width; names and messages with visible escapes (one line per scan)."""
     header = ["SCAN", "LABEL", "CONFIDENCE"] + (["NEXT MOST LIKELY"] if top_k > 1 else [])
     rows = [header]
     for result in results:
@@ -101,10 +115,10 @@ def _table(results: Sequence[Result], top_k: int) -> str:
         else:
             message = result.message.removeprefix(f"{result.source}: ")
             row = [result.source, f"ERROR {result.code}", message]
-        rows.append(row)
-    widths = [max(len(row[i]) for row in rows if len(row) > i + 1) for i in range(len(header) - 1)]
+        rows.append([printable(cell) for cell in row])
+    widths = [max(display_width(row[i]) for row in rows if len(row) > i + 1) for i in range(len(header) - 1)]
     padded = (
-        [cell.ljust(width) for cell, width in zip(row, widths, strict=False)] + row[len(widths) :]
+        [pad(cell, width) for cell, width in zip(row, widths, strict=False)] + row[len(widths) :]
         for row in rows
     )
     lines = ["  ".join(cells) for cells in padded]
@@ -113,17 +127,18 @@ def _table(results: Sequence[Result], top_k: int) -> str:
 
 def _csv_line(values: Sequence[object]) -> str:
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(values)
+    csv.writer(buffer, lineterminator="\n").writerow([csv_cell(value) for value in values])
     return buffer.getvalue()
 
 
 def _csv_columns(labels: Sequence[str]) -> list[str]:
     columns = ["source", "status", "label", "confidence", "top", *(f"p_{label}" for label in labels)]
-    return [*columns, "abstain", "reasons", "error_code", "error_message", "model"]
+    return [*columns, "abstain", "reasons", "error_code", "error_message", "model", "source_not_utf8"]
 
 
-def _csv_row(result: Result, top_k: int, columns: Sequence[str], model: str) -> str:
-    row: dict[str, object] = {"source": result.source, "model": model}
+def _csv_row(outcome: Outcome, top_k: int, columns: Sequence[str], model: str) -> str:
+    path, result, _ = outcome
+    row: dict[str, object] = {"source": result.source, "model": model, "source_not_utf8": not_utf8(path)}
     if isinstance(result, Prediction):
         row.update(status="ok", label=result.label, confidence=f"{result.confidence:.6f}")
         row["top"] = ";".join(f"{label}:{p:.6f}" for label, p in result.top(top_k))
@@ -135,30 +150,30 @@ def _csv_row(result: Result, top_k: int, columns: Sequence[str], model: str) -> 
 
 
 def _render(
-    output_format: str, results: Iterable[Result], top_k: int, classifier: Classifier, done: list[Result]
+    output_format: str, outcomes: Iterable[Outcome], top_k: int, classifier: Classifier, done: list[Outcome]
 ) -> Iterator[str]:
     """The output as text pieces: one per record for JSONL and CSV (streamed), one at the end otherwise.
 
-    Every result is appended to `done` as it is rendered (for the summary).
+    Every outcome is appended to `done` as it is rendered (for the summary and the heatmaps).
     """
     model = f"{classifier.identity.file}@{classifier.identity.sha256}"
     if output_format in ("jsonl", "csv"):
         columns = _csv_columns(classifier.labels)
         if output_format == "csv":
             yield _csv_line(columns)
-        for result in results:
-            done.append(result)
+        for outcome in outcomes:
+            done.append(outcome)
             if output_format == "jsonl":
-                yield json.dumps(_record(result, top_k, model)) + "\n"
+                yield json.dumps(_record(outcome, top_k, model)) + "\n"
             else:
-                yield _csv_row(result, top_k, columns, model)
+                yield _csv_row(outcome, top_k, columns, model)
         return
-    done.extend(results)
+    done.extend(outcomes)
     if output_format == "json":
-        records = [_record(result, top_k, model) for result in done]
+        records = [_record(outcome, top_k, model) for outcome in done]
         yield json.dumps({"model": asdict(classifier.identity), "results": records}, indent=2) + "\n"
     else:
-        yield _table(done, top_k)
+        yield _table([result for _, result, _ in done], top_k)
 
 
 def _summary(results: Sequence[Result], classifier: Classifier, seconds: float) -> str:
@@ -174,11 +189,11 @@ def _summary(results: Sequence[Result], classifier: Classifier, seconds: float) 
 
 
 @contextlib.contextmanager
-def _progress(results: Iterator[Result], length: int, show: bool) -> Iterator[Iterator[Result]]:
+def _progress(outcomes: Iterator[Outcome], length: int, show: bool) -> Iterator[Iterator[Outcome]]:
     if not show:
-        yield results
+        yield outcomes
         return
-    with click.progressbar(results, length=length, label="Classifying", file=sys.stderr) as bar:
+    with click.progressbar(outcomes, length=length, label="Classifying", file=sys.stderr) as bar:
         yield iter(bar)
 
 
@@ -189,23 +204,31 @@ def _sink(output: Path | None) -> contextlib.AbstractContextManager[TextIO]:
     return atomic_text_writer(output)
 
 
-def _write_heatmaps(classifier: Classifier, results: Sequence[Result], folder: Path) -> str:
-    """One occlusion heatmap PNG per classified scan in `folder`; returns the summary line."""
-    started, written = time.perf_counter(), 0
-    for result in results:
-        if isinstance(result, Prediction):
-            pixels = load_pixels(result.source, classifier.spec.input.size)
-            heat = classifier.explain(pixels, result.label)
-            name = f"{written:04d}_{Path(result.source).parent.name}_{Path(result.source).stem}.png"
-            write_overlay(folder / name, pixels, heat)
-            written += 1
-    seconds = time.perf_counter() - started
-    return f"heatmaps: {written} written to {folder} ({seconds / max(written, 1):.2f} s per scan)"
-
-
-def _load(model: Path | None, backend: str | None, threads: int | None) -> Classifier:
+def _check_output(output: Path, model: Path | None, items: Sequence[ScanItem]) -> None:
+    """Refuse an --output that is a folder, special or read-only file, the model, or one of the inputs."""
     try:
-        return Classifier.load(model or default_model_path(), backend=backend, num_threads=threads)
+        output_target(output)
+    except TumorscanError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--output'") from exc
+    if not os.path.exists(output):
+        return
+    inputs = [("the model", model)] if model is not None else []
+    inputs += [("an input scan", item) for item in items if isinstance(item, Path)]
+    for role, path in inputs:
+        with contextlib.suppress(OSError, ValueError):
+            if os.path.samefile(output, path):
+                raise click.BadParameter(
+                    f"{output} is {role}; writing results there would destroy it. Choose another file.",
+                    param_hint="'--output'",
+                )
+
+
+def _load(
+    model: Path | None, backend: str | None, threads: int | None, trusted: tuple[Path, ...]
+) -> Classifier:
+    keys = list(trusted) or None
+    try:
+        return Classifier.load(model or default_model_path(), backend, threads, trusted_keys=keys)
     except TumorscanError as exc:
         raise click.BadParameter(str(exc), param_hint="'--model'") from exc
 
@@ -243,6 +266,13 @@ def _load(model: Path | None, backend: str | None, threads: int | None) -> Class
 @click.option(
     "--progress/--no-progress", default=None, help="Progress bar on stderr (default: when many scans)."
 )
+@click.option(
+    "--trusted-key",
+    "trusted_keys",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Ed25519 public key (PEM) whose signature (MODEL.sig) the model must carry; repeatable.",
+)
 @version_option
 @user_errors
 def infer_command(
@@ -256,6 +286,7 @@ def infer_command(
     abstain_threshold: float | None,
     explain: Path | None,
     progress: bool | None,
+    trusted_keys: tuple[Path, ...],
 ) -> None:
     """Classify SCANS (files, folders searched recursively, or quoted glob patterns such as 'scans/**/*.png').
 
@@ -265,31 +296,34 @@ def infer_command(
     """
     output_format = output_format or "table"
     to_file = output is not None and str(output) != "-"
-    if output is not None and to_file:
-        try:
-            output_target(output)
-        except TumorscanError as exc:
-            raise click.BadParameter(str(exc), param_hint="'--output'") from exc
     items, warnings = expand_scan_arguments(scans)
+    if output is not None and to_file:
+        _check_output(output, model, items)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     if not items:
         raise click.UsageError("no scans matched the given files, folders or patterns.")
-    classifier = _load(model, backend, threads)
+    classifier = _load(model, backend, threads, trusted_keys)
     classifier.abstain_threshold = abstain_threshold
     many = len(items) >= PROGRESS_THRESHOLD and sys.stderr.isatty()
     show_progress = many if progress is None else progress
     started = time.perf_counter()
-    done: list[Result] = []
-    with _progress(_results(classifier, items), len(items), show_progress) as results, _sink(output) as sink:
-        for piece in _render(output_format, results, top_k, classifier, done):
-            sink.write(piece)
-            sink.flush()
-    summary = _summary(done, classifier, time.perf_counter() - started)
+    done: list[Outcome] = []
+    outcomes = _results(classifier, items, keep_pixels=explain is not None)
+    try:
+        with _progress(outcomes, len(items), show_progress) as shown, _sink(output) as sink:
+            for piece in _render(output_format, shown, top_k, classifier, done):
+                sink.write(piece)
+                sink.flush()
+    except ModelError as exc:  # the model failed on real scans: a model problem, like one found at load
+        raise click.BadParameter(f"{exc} The model cannot be used.", param_hint="'--model'") from exc
+    results = [result for _, result, _ in done]
+    summary = _summary(results, classifier, time.perf_counter() - started)
     if to_file:
         click.echo(f"wrote {output}", err=True)
     click.echo(summary, err=output_format != "table" or to_file)
+    heatmaps_failed = False
     if explain is not None:
-        click.echo(_write_heatmaps(classifier, done, explain), err=True)
-    if any(not isinstance(result, Prediction) for result in done):
+        heatmaps_failed = write_heatmaps(classifier, done, explain)
+    if heatmaps_failed or any(not isinstance(result, Prediction) for result in results):
         sys.exit(1)

@@ -4,7 +4,8 @@ Training, calibration, parity checks and inference all call `load_pixels`, so a 
 same pixels everywhere. Rules, in order:
 
 1. Decode. Accepted: PNG, JPEG, BMP, TIFF (by extension, checked against the content) and DICOM
-   (`.dcm`, with the `[dicom]` extra). A path must name a regular file (`tumorscan.paths` gives
+   (`.dcm`, `.dicom`, or any other name whose content starts with DICOM's preamble and 'DICM' marker;
+   with the `[dicom]` extra). A path must name a regular file (`tumorscan.paths` gives
    missing files, dangling links, link loops and FIFOs their own errors). Dimensions are checked
    before pixels are decoded.
 2. Orientation. The EXIF orientation tag, if any, is applied.
@@ -15,8 +16,10 @@ same pixels everywhere. Rules, in order:
      maximum to 0-255, then grey to RGB.
    Degenerate pixels are refused (`EmptyImageError`, code `empty_image`) by `check_values`, the one
    check every stretched or windowed value goes through: an empty image, non-finite values (NaN,
-   infinity), or a flat image (one value everywhere) where values are stretched or windowed. Plain
-   8-bit images are taken as they are.
+   infinity), or a DICOM frame that is flat (one value everywhere) after its rescale or window. Plain
+   8-bit images are taken as they are; a flat image of any other type (a float or 16-bit array or
+   file) has no range to stretch and becomes black: flat images of every type are classified alike,
+   and the model's input checks flag them.
 4. Resize. The whole image to the model's width x height with Pillow's bilinear filter
    (antialiased when shrinking); the aspect ratio is not kept, as in the seed's generator.
    A JPEG at least twice the target size is first decoded at half scale in the DCT domain
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -52,6 +56,8 @@ from .paths import check_scan_path
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 DICOM_EXTENSIONS = (".dcm", ".dicom")
 SCAN_EXTENSIONS = IMAGE_EXTENSIONS + DICOM_EXTENSIONS
+DICOM_HEAD = 132
+"""A DICOM file's preamble (128 bytes) and its 'DICM' marker."""
 PILLOW_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "TIFF")
 MAX_PIXELS = 64_000_000
 """Largest scan accepted (width x height), checked from the header before decoding."""
@@ -69,21 +75,40 @@ ImageSource = str | Path | bytes | Image.Image | NDArray[np.generic]
 
 
 def is_scan_file(path: Path) -> bool:
-    """True when the file name has an accepted scan extension."""
-    return path.suffix.lower() in SCAN_EXTENSIONS
+    """True when the file name has an accepted scan extension, or the file is DICOM (`is_dicom_file`)."""
+    return path.suffix.lower() in SCAN_EXTENSIONS or is_dicom_file(path)
+
+
+def is_dicom_file(path: Path) -> bool:
+    """True for a regular file with DICOM's 'DICM' marker after its 128-byte preamble, whatever its name
+    (PACS exports often have no extension). False when it cannot be read."""
+    try:
+        if not os.path.isfile(path):  # never open a FIFO or device to look
+            return False
+        with open(path, "rb") as stream:
+            return _is_dicom_bytes(stream.read(DICOM_HEAD))
+    except (OSError, ValueError):
+        return False
 
 
 def describe_source(source: ImageSource) -> str:
-    """How messages and results name a scan: its path, or a short description of in-memory data."""
+    """How messages and results name a scan: its path, or a short description of in-memory data.
+
+    Bytes of a file name that are not UTF-8 are shown as \\xNN escapes (tumor-infer's records flag such
+    names with `source_not_utf8`, so they are not mistaken for a name holding those characters).
+    """
     if isinstance(source, (str, Path)):
-        return str(source).encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates
+        try:
+            return os.fsencode(source).decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:  # a lone surrogate that no file name's bytes decode to
+            return str(source).encode("utf-8", "backslashreplace").decode("utf-8")
     if isinstance(source, bytes):
         return f"<{len(source)} bytes>"
     return f"<{type(source).__name__}>"
 
 
 def _is_dicom_bytes(data: bytes) -> bool:
-    return len(data) > 132 and data[128:132] == b"DICM"
+    return len(data) >= DICOM_HEAD and data[128:DICOM_HEAD] == b"DICM"
 
 
 def _open_pillow(stream: IO[bytes], name: str, target: tuple[int, int] | None = None) -> Image.Image:
@@ -137,12 +162,14 @@ def decode_scan(source: ImageSource, target: tuple[int, int] | None = None) -> I
         )
     path = Path(source)
     suffix = path.suffix.lower()
-    if suffix not in SCAN_EXTENSIONS:
+    dicom = suffix in DICOM_EXTENSIONS or (suffix not in IMAGE_EXTENSIONS and is_dicom_file(path))
+    if suffix not in SCAN_EXTENSIONS and not dicom:
         raise UnsupportedFormatError(
-            f"{name}: unknown extension {suffix or '(none)'!r}; accepted: {', '.join(SCAN_EXTENSIONS)}."
+            f"{name}: unknown extension {suffix or '(none)'!r} and no DICOM header; "
+            f"accepted: {', '.join(SCAN_EXTENSIONS)}, or DICOM files of any name."
         )
     check_scan_path(path, name)
-    if suffix in DICOM_EXTENSIONS:
+    if dicom:
         from .dicom import dicom_to_image
 
         return dicom_to_image(path, name)
@@ -171,11 +198,13 @@ def array_to_image(array: NDArray[np.generic], name: str = "<array>") -> Image.I
     return Image.fromarray(_stretch_to_uint8(array.astype(np.float32), name))
 
 
-def check_values(values: NDArray[np.floating], name: str, stage: str = "") -> tuple[float, float]:
+def check_values(
+    values: NDArray[np.floating], name: str, stage: str = "", allow_flat: bool = False
+) -> tuple[float, float]:
     """(min, max) of pixel values about to be stretched or windowed; refuse degenerate ones.
 
     Raises:
-        EmptyImageError: no values, a NaN or infinity among them, or all of them equal.
+        EmptyImageError: no values, a NaN or infinity among them, or all of them equal (unless `allow_flat`).
     """
     where = f" {stage}" if stage else ""
     if values.size == 0:
@@ -185,7 +214,7 @@ def check_values(values: NDArray[np.floating], name: str, stage: str = "") -> tu
             f"{name}: the pixel values{where} are not all finite (NaN or infinity); the scan is unusable."
         )
     low, high = float(values.min()), float(values.max())
-    if high <= low:
+    if high <= low and not allow_flat:
         raise EmptyImageError(
             f"{name}: the image{where} is flat (every pixel is {low:g}); nothing to classify."
         )
@@ -193,10 +222,14 @@ def check_values(values: NDArray[np.floating], name: str, stage: str = "") -> tu
 
 
 def _stretch_to_uint8(values: NDArray[np.floating], name: str) -> NDArray[np.uint8]:
-    """Stretch min-max to 0-255, in place on `values` (a fresh float array) to bound memory."""
-    low, high = check_values(values, name)
+    """Stretch min-max to 0-255, in place on `values` (a fresh float array) to bound memory.
+
+    A flat image (one value everywhere) has no range to stretch: it becomes black, and is classified like
+    a flat 8-bit image (the model's input checks flag it).
+    """
+    low, high = check_values(values, name, allow_flat=True)
     values -= low
-    values *= 255.0 / (high - low)
+    values *= 255.0 / (high - low) if high > low else 0.0
     np.rint(values, out=values)
     stretched: NDArray[np.uint8] = np.clip(values, 0, 255, out=values).astype(np.uint8)
     return stretched

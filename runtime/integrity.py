@@ -31,6 +31,10 @@ from .spec import METADATA_KEY, ModelSpec
 TFLITE_SCHEME = "tflite-v1"
 ONNX_SCHEME = "onnx-v1"
 ONNX_METADATA_FIELD = 14
+ONNX_GRAPH_FIELD = 7
+ONNX_INITIALIZER_FIELD = 5
+ONNX_EXTERNAL_DATA_FIELD = 13
+ONNX_DATA_LOCATION_FIELD = 14
 PLACEHOLDER = "0" * 64
 
 
@@ -94,6 +98,49 @@ def onnx_digest(content: bytes, source: str = "model") -> str:
     except ValueError as exc:
         raise ModelError(f"{source}: malformed ONNX file ({exc}); re-export the model.") from exc
     return digest.hexdigest()
+
+
+def _fields(data: memoryview, number: int) -> Iterator[memoryview]:
+    """The payloads of every length-delimited top-level field `number` of a protobuf message."""
+    for found, start, end in _protobuf_fields(data):
+        if found == number:
+            _, payload = _varint(data, start)  # skip the tag
+            _, payload = _varint(data, payload)  # and the length
+            yield data[payload:end]
+
+
+def onnx_external_data(content: bytes, source: str = "model") -> bool:
+    """True when an ONNX model keeps initializer data in other files (TensorProto.data_location EXTERNAL).
+
+    Such weights are outside the file's bytes: neither the onnx-v1 hash nor a signature of the file
+    covers them, and the runtime (which loads the file's bytes) cannot find them.
+    """
+    try:
+        for graph in _fields(memoryview(content), ONNX_GRAPH_FIELD):
+            for tensor in _fields(graph, ONNX_INITIALIZER_FIELD):
+                for number, start, _end in _protobuf_fields(tensor):
+                    if number == ONNX_EXTERNAL_DATA_FIELD or (
+                        number == ONNX_DATA_LOCATION_FIELD
+                        and _varint(tensor, _varint(tensor, start)[1])[0] == 1
+                    ):
+                        return True
+    except ValueError as exc:
+        raise ModelError(f"{source}: malformed ONNX file ({exc}); re-export the model.") from exc
+    return False
+
+
+def check_self_contained(content: bytes, source: str) -> None:
+    """Refuse an ONNX file (`content`) whose weights live in other files (see `onnx_external_data`).
+
+    Raises:
+        ModelError: naming the file and how to merge its weights into it.
+    """
+    if not is_tflite(content) and onnx_external_data(content, source):
+        raise ModelError(
+            f"{source}: keeps its weights in separate files (ONNX external data), which neither its "
+            'integrity hash nor a signature covers; merge them into the file: python -c "import onnx; '
+            "onnx.save(onnx.load('IN.onnx'), 'OUT.onnx')\", then seal OUT.onnx again."
+        )
 
 
 def onnx_integrity(serialized: bytes) -> dict[str, Any]:

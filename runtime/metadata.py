@@ -197,7 +197,8 @@ def spec_from_text(text: str | bytes | None, source: str) -> ModelSpec:
     if not text:
         raise MetadataError(
             f"{source}: carries no tumorscan metadata (labels, input size); "
-            "export it with tumor-export, which embeds them."
+            "export a Keras model with tumor-export, or give a file made elsewhere its labels and "
+            "preprocessing with tumor-seal MODEL --labels a,b,c --preprocess rescale|symmetric|caffe|none."
         )
     return ModelSpec.from_json(text, source)
 

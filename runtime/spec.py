@@ -9,6 +9,7 @@ unknown fields are ignored, so newer files still load.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -32,6 +33,10 @@ NORMALIZATIONS = ("rescale", "symmetric", "caffe", "none")
 """What a model graph does to its 0-255 RGB input before the first layer:
 rescale x/255; symmetric x/127.5-1; caffe (VGG16/ImageNet) RGB minus channel means; none."""
 
+NORMALIZED_BY = ("graph", "runtime")
+LAYOUTS = ("NHWC", "NCHW")
+INPUT_DEFAULTS_LEFT_OUT = {"normalized_by": "graph", "layout": "NHWC"}
+"""Input fields written only when they differ from these values."""
 RESIZES = ("bilinear",)
 """Resize rules the preprocessing path knows (`tumorscan.images.RESIZE_FILTER`)."""
 INPUT_DTYPES = ("uint8",)
@@ -51,11 +56,28 @@ class InputSpec:
     resize: str = "bilinear"
     dtype: str = "uint8"
     normalization: str = "rescale"
+    normalized_by: str = "graph"
+    """Who applies `normalization`: "graph" (tumorscan exports bake it into the model) or "runtime" (a file
+    made elsewhere and sealed with tumor-seal: the runtime normalises the pixels before feeding them)."""
+    layout: str = "NHWC"
+    """The model input's axis order: NHWC (TensorFlow) or NCHW (PyTorch and most other ONNX files)."""
 
     @property
     def size(self) -> tuple[int, int]:
         """(height, width)."""
         return (self.height, self.width)
+
+
+def labels_problem(labels: Sequence[str]) -> str | None:
+    """What is wrong with a list of class labels (fewer than two, an empty or a repeated one), else None."""
+    if len(labels) < 2:
+        return f"give at least two labels, got {list(labels)}"
+    if any(not label for label in labels):
+        return f"a label is empty in {list(labels)}"
+    for label in labels:
+        if labels.count(label) > 1:
+            return f"label {label!r} appears {'twice' if labels.count(label) == 2 else 'more than twice'}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -84,6 +106,9 @@ class ModelSpec:
         """Serialise to a compact, key-sorted JSON document."""
         data = asdict(self)
         data["labels"] = list(self.labels)
+        for key, default in INPUT_DEFAULTS_LEFT_OUT.items():  # files older tumorscan versions still read
+            if data["input"][key] == default:
+                del data["input"][key]
         for name, section in (
             ("quantization", self.quantization),
             ("calibration", self.calibration),
@@ -129,14 +154,20 @@ class ModelSpec:
     def validate(self, source: str = "model") -> None:
         """Check internal consistency; raise MetadataError naming `source` if broken."""
         problems = []
-        if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
-            problems.append(f"labels must be at least two distinct names, got {list(self.labels)}")
+        label_problem = labels_problem(self.labels)
+        if label_problem is not None:
+            problems.append(label_problem)
         if self.input.height < 8 or self.input.width < 8:
             problems.append(f"input size {self.input.size} is too small")
         if self.input.channels != 3 or self.input.color != "RGB":
             problems.append("input must be 3-channel RGB")
         if self.input.normalization not in NORMALIZATIONS:
             problems.append(f"unknown normalization {self.input.normalization!r}")
+        if self.input.normalized_by not in NORMALIZED_BY or self.input.layout not in LAYOUTS:
+            problems.append(
+                f"input normalized by {self.input.normalized_by!r} in layout {self.input.layout!r}: "
+                f"expected one of {', '.join(NORMALIZED_BY)} and {', '.join(LAYOUTS)}"
+            )
         if self.input.resize not in RESIZES or self.input.dtype not in INPUT_DTYPES:
             problems.append(
                 f"input resize {self.input.resize!r} and pixel type {self.input.dtype!r} are not what this "

@@ -16,6 +16,7 @@ from tumorscan.export.bench.run import BenchOptions
 from tumorscan.export.cli import export_command, parity_command
 from tumorscan.export.exporter import ExportOptions
 from tumorscan.export.parity import run_parity
+from tumorscan.export.seal import seal_command
 from tumorscan.export.site_cli import adapt_command
 from tumorscan.sections import ParityLimits
 from tumorscan.train.calibrate import calibrate_keras
@@ -35,12 +36,13 @@ HOMES: list[tuple[click.Command, tuple[Callable[..., Any], ...]]] = [
     (adapt_command, (AdaptOptions, AdaptRecipe)),
     (bench_command, (BenchOptions,)),
     (infer_command, ()),
+    (seal_command, ()),
 ]
 AS_OPTION: dict[str, Callable[[Any], Any]] = {
     "size": lambda size: size[0],  # --size N: an N x N input
     "formats": lambda formats: ",".join(formats),  # --formats a,b
 }
-OPTION_ONLY = {("infer", "top_k"), ("adapt", "export")}
+OPTION_ONLY = {("infer", "top_k"), ("infer", "trusted_keys"), ("adapt", "export")}
 """Defaults that live in the option alone (nothing else takes the value)."""
 
 

@@ -25,6 +25,7 @@ COMMANDS = {
     "tumor-calibrate": "tumorscan.train.calibrate_cli:calibrate_command",
     "tumor-trust": "tumorscan.train.calibrate_cli:trust_command",
     "tumor-adapt": "tumorscan.export.site_cli:adapt_command",
+    "tumor-seal": "tumorscan.export.seal:seal_command",
 }
 
 
@@ -66,6 +67,30 @@ def exports(
 
 def test_export_is_quiet(exports: Path) -> None:
     assert (exports / "tiny-int8.tflite").is_file() and (exports / "tiny-int8.onnx").is_file()
+
+
+def test_seal_is_quiet(tmp_path: Path) -> None:
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["image"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "w"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "nchw",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [1, 2])],
+        [numpy_helper.from_array(np.ones((3, 2), dtype=np.float32), "w")],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
+    done = run_command("tumor-seal", tmp_path / "m.onnx", "--labels", "a,b", "--preprocess", "rescale")
+    assert_quiet(done)
+    assert (tmp_path / "m-sealed.onnx").is_file() and "integrity checked" in done.stderr
 
 
 def test_verbose_shows_what_tensorflow_prints(tiny_keras_model: Path, sample_test: Path) -> None:

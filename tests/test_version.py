@@ -32,6 +32,7 @@ def test_every_command_is_covered() -> None:
         "tumor-calibrate",
         "tumor-trust",
         "tumor-adapt",
+        "tumor-seal",
     }
 
 

@@ -23,6 +23,7 @@ from tumorscan.spec import ModelSpec
 SPEC_ENTRY = "tumorscan.json"
 SAVE_HINT = "save the model with model.save('x.keras')"
 LEGACY_SUFFIXES = (".h5", ".hdf5")
+SERVING_ENDPOINT = "serving_default"
 TRUSTED_PACKAGES = frozenset({"keras", "keras_hub", "tf_keras"})
 """Top-level packages whose layer classes are loaded (compared exactly: 'kerasevil' is foreign)."""
 READABLE_COMPRESSIONS = frozenset(
@@ -40,7 +41,12 @@ class UnsafeModelError(ModelError):
 
 
 def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
+    """Hex sha256 of a file's bytes; of a folder (a SavedModel), of each file's relative path and sha256."""
+    if path.is_dir():
+        digest = hashlib.sha256()
+        for member in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(f"{member.relative_to(path).as_posix()}\0{file_sha256(member)}\n".encode())
+        return digest.hexdigest()
     digest = hashlib.sha256()
     with path.open("rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):
@@ -252,8 +258,44 @@ def load_keras(path: Path, allow_legacy: bool = False) -> Any:
 
     try:
         if path.is_dir():
-            return keras.layers.TFSMLayer(str(path), call_endpoint="serving_default")
+            return _saved_model(path)
         return keras.models.load_model(path, compile=False, safe_mode=True)
+    except ModelError:
+        raise
     except Exception as exc:  # Keras and TensorFlow raise many types on malformed files
         message = " ".join(str(exc).split())[:500]
         raise ModelError(f"{path}: Keras could not load the model ({message}).") from exc
+
+
+def _saved_model(path: Path) -> Any:
+    """A SavedModel folder as a Keras model whose input has the shape of its serving signature.
+
+    A bare `TFSMLayer` has no input shape; wrapping it in a functional model with an Input of the
+    signature's shape (batch and any dynamic sides left open, for --input-size) gives it one. The one
+    output of the signature is the model's output.
+    """
+    import keras
+    import tensorflow as tf
+
+    signature = tf.saved_model.load(str(path)).signatures.get(SERVING_ENDPOINT)
+    if signature is None:
+        raise ModelError(f"{path}: the SavedModel has no {SERVING_ENDPOINT!r} signature; re-export it.")
+    args, kwargs = signature.structured_input_signature
+    inputs = [*args, *kwargs.values()]
+    if len(inputs) != 1 or inputs[0].shape.rank != 4:
+        shapes = [str(spec.shape) for spec in inputs]
+        raise ModelError(
+            f"{path}: the serving signature takes {len(inputs)} input(s) {shapes}; tumorscan exports models "
+            "with one image input (batch, height, width, channels)."
+        )
+    layer = keras.layers.TFSMLayer(str(path), call_endpoint=SERVING_ENDPOINT)
+    pixels = keras.Input(shape=tuple(inputs[0].shape[1:]), name="pixels")
+    outputs = layer(pixels)
+    if isinstance(outputs, Mapping):
+        if len(outputs) != 1:
+            raise ModelError(
+                f"{path}: the serving signature returns {len(outputs)} outputs ({', '.join(outputs)}); "
+                "tumorscan exports classifiers with one output of class scores."
+            )
+        outputs = next(iter(outputs.values()))
+    return keras.Model(pixels, outputs, name=path.name)

@@ -1,6 +1,7 @@
 """Inference backends: one module per runtime, chosen by the model's file type and what is installed.
 
-Every backend turns N x H x W x 3 uint8 pixels into N x K float class scores, and, for a model exported
+Every backend turns N x H x W x 3 uint8 pixels (or what `tumorscan.normalize.model_input` makes of them
+for a sealed file: normalised floats, NCHW) into N x K float class scores, and, for a model exported
 with the feature-distance head (`tumorscan.trust`), N distance ratios. Quantized tensors are converted by
 `to_model_input` and `to_scores`, from each tensor's own scale and zero point.
 """
@@ -52,11 +53,11 @@ class Backend(Protocol):
     def metadata(self) -> str | bytes | None:
         """The embedded tumorscan spec JSON, or None when the file has none."""
 
-    def run(self, pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
+    def run(self, pixels: NDArray[np.generic]) -> NDArray[np.float32]:
         """N x H x W x 3 uint8 pixels -> N x K float scores (dequantized)."""
 
     def run_with_distance(
-        self, pixels: NDArray[np.uint8]
+        self, pixels: NDArray[np.generic]
     ) -> tuple[NDArray[np.float32], NDArray[np.float32] | None]:
         """Scores and, when the model has that output, N distance ratios (dequantized)."""
 
@@ -128,8 +129,8 @@ def open_backend(name: str, content: bytes, source: str, num_threads: int | None
     return backend
 
 
-def to_model_input(pixels: NDArray[np.uint8], tensor: TensorInfo, source: str) -> NDArray[np.generic]:
-    """Convert 0-255 uint8 pixels to what the input tensor takes (float, or quantized integers)."""
+def to_model_input(pixels: NDArray[np.generic], tensor: TensorInfo, source: str) -> NDArray[np.generic]:
+    """Convert pixels (0-255, or normalised floats) to what the input tensor takes (float, or quantized)."""
     if tensor.quantized:
         info = np.iinfo(tensor.dtype)  # type: ignore[type-var]
         values = np.rint(pixels.astype(np.float32) / tensor.scale) + tensor.zero_point

@@ -53,12 +53,12 @@ class OnnxBackend:
         value: str | None = self._session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         return value
 
-    def run(self, pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
+    def run(self, pixels: NDArray[np.generic]) -> NDArray[np.float32]:
         """Class scores; see `run_with_distance`."""
         return self.run_with_distance(pixels)[0]
 
     def run_with_distance(
-        self, pixels: NDArray[np.uint8]
+        self, pixels: NDArray[np.generic]
     ) -> tuple[NDArray[np.float32], NDArray[np.float32] | None]:
         """Run the whole batch at once, or image by image when the model's batch size is fixed at 1."""
         model_input = to_model_input(pixels, self.input, self._source)

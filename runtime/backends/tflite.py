@@ -64,12 +64,12 @@ class TFLiteBackend:
         """The embedded tumorscan spec JSON."""
         return tflite_metadata_entry(self._content, METADATA_KEY, self._source)
 
-    def run(self, pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
+    def run(self, pixels: NDArray[np.generic]) -> NDArray[np.float32]:
         """Class scores; see `run_with_distance`."""
         return self.run_with_distance(pixels)[0]
 
     def run_with_distance(
-        self, pixels: NDArray[np.uint8]
+        self, pixels: NDArray[np.generic]
     ) -> tuple[NDArray[np.float32], NDArray[np.float32] | None]:
         """Run each image through this thread's interpreter (its input holds one image)."""
         interpreter = self._interpreter()

@@ -58,10 +58,10 @@ def test_a_modified_onnx_weight_is_refused(onnx_plain: Path, tiny_spec: object, 
     import onnx
     from onnx import numpy_helper
 
-    from tumorscan.export.onnx import _set_spec
+    from tumorscan.export.onnx import set_spec
 
     proto = onnx.load(str(onnx_plain))
-    _set_spec(proto, tiny_spec.with_updates(quantization=QuantizationSpec("fp32")))  # type: ignore[attr-defined]
+    set_spec(proto, tiny_spec.with_updates(quantization=QuantizationSpec("fp32")))  # type: ignore[attr-defined]
     sealed = tmp_path / "sealed.onnx"
     sealed.write_bytes(proto.SerializeToString())
     assert Classifier.load(sealed).identity.integrity_checked

@@ -27,6 +27,7 @@ from .files import atomic_text_writer, output_target
 from .folders import Skipped, walk_scans
 from .images import load_pixels
 from .models import default_model_path
+from .study_output import STUDY_FORMATS, study_pieces
 
 PROGRESS_THRESHOLD = 20
 """Show a progress bar by default from this many scans (when stderr is a terminal)."""
@@ -243,6 +244,15 @@ def _load(model: Path | None, backend: str | None, threads: int | None) -> Class
 @click.option(
     "--progress/--no-progress", default=None, help="Progress bar on stderr (default: when many scans)."
 )
+@click.option(
+    "--studies",
+    is_flag=True,
+    help="Group DICOM files by study and series: slice records in order, then a summary record per series "
+    "and per study (with --jsonl or --json).",
+)
+@click.option(
+    "--keep-patient-ids", is_flag=True, help="With --studies: keep patient names and IDs in the records."
+)
 @version_option
 @user_errors
 def infer_command(
@@ -256,6 +266,8 @@ def infer_command(
     abstain_threshold: float | None,
     explain: Path | None,
     progress: bool | None,
+    studies: bool,
+    keep_patient_ids: bool,
 ) -> None:
     """Classify SCANS (files, folders searched recursively, or quoted glob patterns such as 'scans/**/*.png').
 
@@ -264,6 +276,8 @@ def infer_command(
     classified, 1 when some failed, 2 for usage errors (no scans, missing, modified or invalid model).
     """
     output_format = output_format or "table"
+    if studies and output_format not in STUDY_FORMATS:
+        raise click.UsageError("--studies writes JSON records: add --jsonl or --json.")
     to_file = output is not None and str(output) != "-"
     if output is not None and to_file:
         try:
@@ -278,11 +292,14 @@ def infer_command(
     classifier = _load(model, backend, threads)
     classifier.abstain_threshold = abstain_threshold
     many = len(items) >= PROGRESS_THRESHOLD and sys.stderr.isatty()
-    show_progress = many if progress is None else progress
+    show_progress = (many if progress is None else progress) and not studies
     started = time.perf_counter()
     done: list[Result] = []
     with _progress(_results(classifier, items), len(items), show_progress) as results, _sink(output) as sink:
-        for piece in _render(output_format, results, top_k, classifier, done):
+        pieces = _render(output_format, results, top_k, classifier, done)
+        if studies:
+            pieces = study_pieces(classifier, items, output_format, top_k, keep_patient_ids, done)
+        for piece in pieces:
             sink.write(piece)
             sink.flush()
     summary = _summary(done, classifier, time.perf_counter() - started)

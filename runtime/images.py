@@ -4,9 +4,9 @@ Training, calibration, parity checks and inference all call `load_pixels`, so a 
 same pixels everywhere. Rules, in order:
 
 1. Decode. Accepted: PNG, JPEG, BMP, TIFF (by extension, checked against the content) and DICOM
-   (`.dcm`, with the `[dicom]` extra). A path must name a regular file (`tumorscan.paths` gives
-   missing files, dangling links, link loops and FIFOs their own errors). Dimensions are checked
-   before pixels are decoded.
+   (`.dcm`, `.dicom`, or any other name whose content starts like DICOM; with the `[dicom]` extra).
+   A path must name a regular file (`tumorscan.paths` gives missing files, dangling links, link
+   loops and FIFOs their own errors). Dimensions are checked before pixels are decoded.
 2. Orientation. The EXIF orientation tag, if any, is applied.
 3. Colour. Every Pillow mode becomes RGB uint8:
    - L, 1, P, CMYK, YCbCr, LAB, HSV, RGB: Pillow's own conversion to RGB;
@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -52,6 +54,8 @@ from .paths import check_scan_path
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 DICOM_EXTENSIONS = (".dcm", ".dicom")
 SCAN_EXTENSIONS = IMAGE_EXTENSIONS + DICOM_EXTENSIONS
+DICOM_MAGIC_END = 132
+"""A DICOM file: a 128-byte preamble, then 'DICM'."""
 PILLOW_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "TIFF")
 MAX_PIXELS = 64_000_000
 """Largest scan accepted (width x height), checked from the header before decoding."""
@@ -73,6 +77,23 @@ def is_scan_file(path: Path) -> bool:
     return path.suffix.lower() in SCAN_EXTENSIONS
 
 
+def is_dicom_file(path: Path) -> bool:
+    """True for a regular file without a scan extension that starts like a DICOM file ('DICM' at 128).
+
+    Archives and DICOMDIR folders name DICOM files without an extension, or by their UID ('1.2.840....7').
+    A file named DICOMDIR is an index, not a scan: False.
+    """
+    if is_scan_file(path) or path.name.upper() == "DICOMDIR":
+        return False
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        with path.open("rb") as stream:
+            return _is_dicom_bytes(stream.read(DICOM_MAGIC_END + 1))
+    except (OSError, ValueError):
+        return False
+
+
 def describe_source(source: ImageSource) -> str:
     """How messages and results name a scan: its path, or a short description of in-memory data."""
     if isinstance(source, (str, Path)):
@@ -83,7 +104,7 @@ def describe_source(source: ImageSource) -> str:
 
 
 def _is_dicom_bytes(data: bytes) -> bool:
-    return len(data) > 132 and data[128:132] == b"DICM"
+    return len(data) > DICOM_MAGIC_END and data[128:DICOM_MAGIC_END] == b"DICM"
 
 
 def _open_pillow(stream: IO[bytes], name: str, target: tuple[int, int] | None = None) -> Image.Image:
@@ -137,12 +158,13 @@ def decode_scan(source: ImageSource, target: tuple[int, int] | None = None) -> I
         )
     path = Path(source)
     suffix = path.suffix.lower()
-    if suffix not in SCAN_EXTENSIONS:
+    dicom_named_otherwise = suffix not in SCAN_EXTENSIONS and is_dicom_file(path)
+    if suffix not in SCAN_EXTENSIONS and not dicom_named_otherwise:
         raise UnsupportedFormatError(
             f"{name}: unknown extension {suffix or '(none)'!r}; accepted: {', '.join(SCAN_EXTENSIONS)}."
         )
     check_scan_path(path, name)
-    if suffix in DICOM_EXTENSIONS:
+    if suffix in DICOM_EXTENSIONS or dicom_named_otherwise:
         from .dicom import dicom_to_image
 
         return dicom_to_image(path, name)

@@ -21,13 +21,14 @@ import click
 from .backends import BACKENDS
 from .classifier import Classifier, Prediction, PredictionError, Result
 from .cli_support import user_errors, version_option
+from .dicom_sr import write_reports
 from .errors import TumorscanError
 from .explain import write_overlay
 from .files import atomic_text_writer, output_target
 from .folders import Skipped, walk_scans
 from .images import load_pixels
 from .models import default_model_path
-from .study_output import STUDY_FORMATS, study_pieces
+from .study_output import STUDY_FORMATS, StudyOutput, study_pieces
 
 PROGRESS_THRESHOLD = 20
 """Show a progress bar by default from this many scans (when stderr is a terminal)."""
@@ -253,6 +254,11 @@ def _load(model: Path | None, backend: str | None, threads: int | None) -> Class
 @click.option(
     "--keep-patient-ids", is_flag=True, help="With --studies: keep patient names and IDs in the records."
 )
+@click.option(
+    "--dicom-sr",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write one DICOM Structured Report per study here, for a PACS (implies --studies).",
+)
 @version_option
 @user_errors
 def infer_command(
@@ -268,6 +274,7 @@ def infer_command(
     progress: bool | None,
     studies: bool,
     keep_patient_ids: bool,
+    dicom_sr: Path | None,
 ) -> None:
     """Classify SCANS (files, folders searched recursively, or quoted glob patterns such as 'scans/**/*.png').
 
@@ -276,6 +283,7 @@ def infer_command(
     classified, 1 when some failed, 2 for usage errors (no scans, missing, modified or invalid model).
     """
     output_format = output_format or "table"
+    studies = studies or dicom_sr is not None
     if studies and output_format not in STUDY_FORMATS:
         raise click.UsageError("--studies writes JSON records: add --jsonl or --json.")
     to_file = output is not None and str(output) != "-"
@@ -295,10 +303,11 @@ def infer_command(
     show_progress = (many if progress is None else progress) and not studies
     started = time.perf_counter()
     done: list[Result] = []
+    outputs: list[StudyOutput] = []
     with _progress(_results(classifier, items), len(items), show_progress) as results, _sink(output) as sink:
         pieces = _render(output_format, results, top_k, classifier, done)
         if studies:
-            pieces = study_pieces(classifier, items, output_format, top_k, keep_patient_ids, done)
+            pieces = study_pieces(classifier, items, output_format, top_k, keep_patient_ids, done, outputs)
         for piece in pieces:
             sink.write(piece)
             sink.flush()
@@ -308,5 +317,7 @@ def infer_command(
     click.echo(summary, err=output_format != "table" or to_file)
     if explain is not None:
         click.echo(_write_heatmaps(classifier, done, explain), err=True)
+    for message in write_reports(outputs, classifier.identity, dicom_sr) if dicom_sr else []:
+        click.echo(message, err=True)
     if any(not isinstance(result, Prediction) for result in done):
         sys.exit(1)

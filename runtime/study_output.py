@@ -12,7 +12,7 @@ from .studies import ScanItem, StudyOutput, study_outputs
 
 STUDY_FORMATS = ("jsonl", "json")
 
-__all__ = ["STUDY_FORMATS", "ScanItem", "Skipped", "study_pieces"]
+__all__ = ["STUDY_FORMATS", "ScanItem", "Skipped", "StudyOutput", "study_pieces"]
 
 
 def study_pieces(

@@ -30,6 +30,18 @@ from .studies import StudyOutput
 SCHEME = "99TUMORSCAN"
 SR_SERIES_NUMBER = 9901
 SR_SERIES_DESCRIPTION = "tumorscan classification"
+TYPE2_COPIED = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "StudyID",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+)
+"""Patient and General Study attributes an SR must carry (Type 2: empty when the source lacks them)."""
 
 
 class ReportError(TumorscanError):
@@ -129,9 +141,13 @@ def _read(output: StudyOutput) -> Any:
 
     assert output.header is not None
     try:
-        return pydicom.dcmread(output.header.path, stop_before_pixels=True)
+        dataset = pydicom.dcmread(output.header.path, stop_before_pixels=True)
     except Exception as exc:  # changed or removed since it was classified
         raise ReportError(f"{output.header.path}: cannot read the source again ({exc}).") from exc
+    for keyword in TYPE2_COPIED:
+        if keyword not in dataset:
+            setattr(dataset, keyword, "")
+    return dataset
 
 
 def build_report(results: StudyResults, model: ModelIdentity) -> Any:

@@ -20,9 +20,13 @@ from pathlib import Path
 RUN_CLI = "from tumorscan.cli import infer_command; infer_command(prog_name='tumor-infer')"
 
 
-def write_study(folder: Path, series: int, slices: int) -> None:
-    """One study of `series` x `slices` slices, 5 mm apart, file names in shuffled order."""
+def write_study(folder: Path, series: int, slices: int, images: list[Path] | None = None) -> None:
+    """One study of `series` x `slices` slices, 5 mm apart, file names in shuffled order.
+
+    The pixels are a bright blob in noise, or the given images (greyscale, 256x256, in turn).
+    """
     import numpy as np
+    from PIL import Image
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
@@ -45,7 +49,13 @@ def write_study(folder: Path, series: int, slices: int) -> None:
             data.Rows = data.Columns = 256
             data.SamplesPerPixel, data.PhotometricInterpretation = 1, "MONOCHROME2"
             data.BitsAllocated, data.BitsStored, data.HighBit, data.PixelRepresentation = 16, 16, 15, 0
-            data.PixelData = (base + rng.normal(0, 30, base.shape)).astype(np.uint16).tobytes()
+            if images:
+                image = Image.open(images[(s * slices + index) % len(images)]).convert("L").resize((256, 256))
+                pixels = np.asarray(image, dtype=np.float64) * 8
+            else:
+                pixels = base + rng.normal(0, 30, base.shape)
+            data.PatientName, data.PatientID = "Anonymous^Bench", "BENCH-1"
+            data.PixelData = pixels.astype(np.uint16).tobytes()
             data.save_as(folder / f"s{s}_{index:04d}.dcm", enforce_file_format=True)
 
 
@@ -65,11 +75,20 @@ def main() -> int:
     parser.add_argument("--slices", type=int, default=100, help="slices per series")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--model", help="model file (default: the packaged one)")
+    parser.add_argument(
+        "--images", type=Path, help="take the slices' pixels from the image files in this folder"
+    )
+    parser.add_argument("--write-only", type=Path, metavar="DIR", help="only write the study into DIR")
     args = parser.parse_args()
     model = ["--model", args.model] if args.model else []
+    images = sorted(p for p in args.images.iterdir() if p.is_file()) if args.images else None
+    if args.write_only:
+        args.write_only.mkdir(parents=True, exist_ok=True)
+        write_study(args.write_only, args.series, args.slices, images)
+        return 0
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
-        write_study(folder, args.series, args.slices)
+        write_study(folder, args.series, args.slices, images)
         best = {False: float("inf"), True: float("inf")}
         kinds: dict[bool, Counter[str]] = {}
         for _ in range(args.repeats):

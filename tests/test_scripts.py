@@ -23,3 +23,12 @@ def test_dicom_testdata_explains_itself() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "pydicom's own test data" in result.stdout
+
+
+def test_study_scripts_explain_themselves() -> None:
+    for script, says in (("bench_studies.py", "--studies"), ("show_sr.py", "Structured Report")):
+        result = subprocess.run(
+            [sys.executable, str(SCRIPTS / script), "--help"], capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr
+        assert says in result.stdout

@@ -16,6 +16,8 @@ from tumorscan.export.bench.run import BenchOptions
 from tumorscan.export.cli import export_command, parity_command
 from tumorscan.export.exporter import ExportOptions
 from tumorscan.export.parity import run_parity
+from tumorscan.listen import ListenerConfig
+from tumorscan.listen_cli import listen_command
 from tumorscan.sections import ParityLimits
 from tumorscan.train.calibrate import calibrate_keras
 from tumorscan.train.calibrate_cli import calibrate_command
@@ -31,12 +33,13 @@ HOMES: list[tuple[click.Command, tuple[Callable[..., Any], ...]]] = [
     (calibrate_command, (calibrate_keras,)),
     (bench_command, (BenchOptions,)),
     (infer_command, ()),
+    (listen_command, (ListenerConfig,)),
 ]
 AS_OPTION: dict[str, Callable[[Any], Any]] = {
     "size": lambda size: size[0],  # --size N: an N x N input
     "formats": lambda formats: ",".join(formats),  # --formats a,b
 }
-OPTION_ONLY = {("infer", "top_k")}
+OPTION_ONLY = {("infer", "top_k"), ("listen", "log_level")}
 """Defaults that live in the option alone (nothing else takes the value)."""
 
 

@@ -32,3 +32,11 @@ def test_study_scripts_explain_themselves() -> None:
         )
         assert result.returncode == 0, result.stderr
         assert says in result.stdout
+
+
+def test_check_listen_explains_itself() -> None:
+    result = subprocess.run(
+        [sys.executable, str(SCRIPTS / "check_listen.py"), "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--kill-after N" in result.stdout

@@ -205,3 +205,19 @@ def test_a_destination_that_is_down_gets_the_report_later(
     (report,) = pacs.wait_for(1)
     pacs.server.shutdown()
     assert referenced(report) == {str(pydicom.dcmread(p).SOPInstanceUID) for p in paths}
+
+
+@pytest.mark.slow
+def test_twenty_studies_from_two_senders_survive_a_kill_9() -> None:
+    """scripts/check_listen.py: 20 studies of 30 slices; the listener killed after 300 instances."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "check_listen.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--kill-after", "300"], capture_output=True, text=True, timeout=900
+    )
+    print(result.stdout, result.stderr)
+    assert result.returncode == 0
+    assert "SRs at the PACS            20 (" in result.stdout
+    assert "referencing exactly their instances: 20/20" in result.stdout

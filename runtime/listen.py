@@ -21,6 +21,7 @@ UIDs and AE titles, never patient data.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -186,11 +187,13 @@ class Listener:
     def work_once(self) -> None:
         """Take quiet studies, classify the batches taken, send the SRs waiting in the outbox."""
         now = time.time()
-        if now - self.started >= self.config.quiet_seconds:  # studies found at start-up wait one period too
-            oldest = now - self.config.max_wait_seconds
-            for study in self.spool.quiet_studies(now - self.config.quiet_seconds, self.first_seen, oldest):
-                self.first_seen.pop(study.name, None)
-                self.spool.take(study)
+        quiet_since = now - self.config.quiet_seconds
+        if self.started > quiet_since:  # studies found at start-up wait one quiet period from the start
+            quiet_since = -math.inf
+        oldest = now - self.config.max_wait_seconds
+        for study in self.spool.quiet_studies(quiet_since, self.first_seen, oldest):
+            self.first_seen.pop(study.name, None)
+            self.spool.take(study)
         for batch in self.spool.batches("processing"):
             self.process(batch)
         for batch in self.spool.batches("outbox"):

@@ -16,6 +16,7 @@ A study's instances arriving after it was taken make a new batch (and a new SR f
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import time
@@ -97,17 +98,19 @@ class Spool:
         path.write_bytes(data)
         return path
 
-    def quiet_studies(
-        self, quiet_since: float, started_before: dict[str, float], oldest: float
-    ) -> list[Path]:
-        """Incoming studies untouched since `quiet_since`, or first seen before `oldest` (never quiet)."""
+    def quiet_studies(self, quiet_since: float, first_seen: dict[str, float], oldest: float) -> list[Path]:
+        """Incoming studies untouched since `quiet_since`, or first seen before `oldest` (never quiet).
+
+        A study's last touch is the modification time of its folder (each instance renamed into it
+        sets it); `quiet_since` may be capped by the caller (a restart counts as a touch).
+        """
         found = []
         for study in sorted((self.root / "incoming").iterdir()):
             try:
                 touched = study.stat().st_mtime
             except FileNotFoundError:
                 continue
-            if touched <= quiet_since or started_before.get(study.name, time.time()) <= oldest:
+            if touched <= quiet_since or first_seen.get(study.name, math.inf) <= oldest:
                 found.append(study)
         return found
 

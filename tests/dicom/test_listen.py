@@ -221,3 +221,21 @@ def test_twenty_studies_from_two_senders_survive_a_kill_9() -> None:
     assert result.returncode == 0
     assert "SRs at the PACS            20 (" in result.stdout
     assert "referencing exactly their instances: 20/20" in result.stdout
+
+
+def test_a_sender_that_drops_mid_transfer_and_a_study_that_never_goes_quiet(
+    node: Callable[..., Listener], tmp_path: Path, series_writer: Callable[..., list[Path]]
+) -> None:
+    """What was acknowledged before an abort is kept; max_wait_seconds takes a study never quiet."""
+    pacs = Pacs(free_port())
+    listener = node(pacs.port, quiet_seconds=3600.0, max_wait_seconds=2.0)
+    paths = series_writer(tmp_path / "scans", generate_uid(), 4)
+    ae = AE(ae_title="SCANNER1")
+    ae.add_requested_context(MRImageStorage)
+    assoc = ae.associate("127.0.0.1", listener.config.port, ae_title="TUMORSCAN")
+    assert [int(assoc.send_c_store(pydicom.dcmread(p)).Status) for p in paths[:2]] == [0, 0]
+    assoc.abort()  # the sender drops mid-study
+
+    (report,) = pacs.wait_for(1)  # taken by max_wait_seconds although the quiet period is an hour
+    pacs.server.shutdown()
+    assert referenced(report) == {str(pydicom.dcmread(p).SOPInstanceUID) for p in paths[:2]}

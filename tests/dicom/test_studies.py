@@ -182,3 +182,19 @@ def test_study_rule() -> None:
 
     plurality = verdict(_predictions("a", "b", "b"), ("a", "b"))
     assert (plurality.label, plurality.rule) == ("b", "b on 2 of 3 answered slices (the most)")
+
+
+def test_a_4000_slice_series_is_grouped_from_headers_alone() -> None:
+    from tumorscan.dicom_studies import SliceHeader
+
+    study, series = generate_uid(), generate_uid()
+    numbers = list(range(4000, 0, -1))
+    headers = [
+        SliceHeader(
+            Path(f"{n}.dcm"), study, series, f"1.2.3.{n}", "1.2.840.10008.5.1.4.1.1.4", True, n, float(n)
+        )
+        for n in numbers
+    ]
+    (group,) = group_studies(headers)
+    assert [s.instance_number for s in group.series[0].slices] == sorted(numbers)
+    assert group.series[0].warnings == []

@@ -21,14 +21,13 @@ import click
 from .backends import BACKENDS
 from .classifier import Classifier, Prediction, PredictionError, Result
 from .cli_support import user_errors, version_option
-from .dicom_sr import write_reports
 from .errors import TumorscanError
 from .explain import write_overlay
 from .files import atomic_text_writer, output_target
 from .folders import Skipped, walk_scans
 from .images import load_pixels
 from .models import default_model_path
-from .study_output import STUDY_FORMATS, StudyOutput, study_pieces
+from .study_output import StudyOutput, dicom_results, study_mode, study_pieces
 
 PROGRESS_THRESHOLD = 20
 """Show a progress bar by default from this many scans (when stderr is a terminal)."""
@@ -259,6 +258,11 @@ def _load(model: Path | None, backend: str | None, threads: int | None) -> Class
     type=click.Path(file_okay=False, path_type=Path),
     help="Also write one DICOM Structured Report per study here, for a PACS (implies --studies).",
 )
+@click.option(
+    "--dicom-heatmaps",
+    is_flag=True,
+    help="With --dicom-sr: also the heatmaps of the slices carrying each study's answer, as DICOM images.",
+)
 @version_option
 @user_errors
 def infer_command(
@@ -275,6 +279,7 @@ def infer_command(
     studies: bool,
     keep_patient_ids: bool,
     dicom_sr: Path | None,
+    dicom_heatmaps: bool,
 ) -> None:
     """Classify SCANS (files, folders searched recursively, or quoted glob patterns such as 'scans/**/*.png').
 
@@ -283,9 +288,7 @@ def infer_command(
     classified, 1 when some failed, 2 for usage errors (no scans, missing, modified or invalid model).
     """
     output_format = output_format or "table"
-    studies = studies or dicom_sr is not None
-    if studies and output_format not in STUDY_FORMATS:
-        raise click.UsageError("--studies writes JSON records: add --jsonl or --json.")
+    studies = study_mode(output_format, studies, dicom_sr, dicom_heatmaps)
     to_file = output is not None and str(output) != "-"
     if output is not None and to_file:
         try:
@@ -317,7 +320,7 @@ def infer_command(
     click.echo(summary, err=output_format != "table" or to_file)
     if explain is not None:
         click.echo(_write_heatmaps(classifier, done, explain), err=True)
-    for message in write_reports(outputs, classifier.identity, dicom_sr) if dicom_sr else []:
+    for message in dicom_results(outputs, classifier, dicom_sr, dicom_heatmaps):
         click.echo(message, err=True)
     if any(not isinstance(result, Prediction) for result in done):
         sys.exit(1)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ._version import __version__
-from .classifier import ModelIdentity, Prediction
+from .classifier import Classifier, ModelIdentity, Prediction
 from .errors import MissingDependencyError, TumorscanError
 from .files import atomic_writer
 from .studies import StudyOutput
@@ -136,7 +136,8 @@ def _group(record: dict[str, Any], model: ModelIdentity, identifier: str, source
     )
 
 
-def _read(output: StudyOutput) -> Any:
+def source_dataset(output: StudyOutput) -> Any:
+    """A slice's header read again (pixels skipped), with the Type 2 patient and study attributes."""
     import pydicom
 
     assert output.header is not None
@@ -155,7 +156,7 @@ def build_report(results: StudyResults, model: ModelIdentity) -> Any:
     hd = _hd()
     from pydicom.sr.codedict import codes
 
-    sources = {uid: [_read(output) for output in outputs] for uid, outputs in results.slices.items()}
+    sources = {uid: [source_dataset(output) for output in outputs] for uid, outputs in results.slices.items()}
     groups = [_group(results.study, model, "study", [])]
     for record in results.series:
         series_sources = sources.get(record["series_uid"], [])
@@ -200,12 +201,22 @@ def write_report(results: StudyResults, model: ModelIdentity, folder: Path) -> P
     return path
 
 
-def write_reports(outputs: Sequence[StudyOutput], model: ModelIdentity, folder: Path) -> list[str]:
-    """One SR per study with at least one classified slice; a message per study written or refused."""
+def write_reports(
+    outputs: Sequence[StudyOutput], model: ModelIdentity, folder: Path, heatmaps: Classifier | None = None
+) -> list[str]:
+    """One SR per study with at least one classified slice; a message per study written or refused.
+
+    With `heatmaps` (the classifier), also the study's heatmap images (`tumorscan.dicom_heatmaps`).
+    """
+    from .dicom_heatmaps import write_heatmaps
+
     messages = []
     for results in collect(outputs):
         try:
             messages.append(f"wrote {write_report(results, model, folder)}")
+            if heatmaps is not None:
+                images = write_heatmaps(results, heatmaps, folder)
+                messages.append(f"wrote {len(images)} heatmap images to {folder / results.study_uid}")
         except TumorscanError as exc:
             messages.append(f"error {exc.code}: {exc}")
     return messages

@@ -5,14 +5,45 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
+from pathlib import Path
+
+import click
 
 from .classifier import Classifier, Result
+from .dicom_sr import write_reports
 from .folders import Skipped
 from .studies import ScanItem, StudyOutput, study_outputs
 
 STUDY_FORMATS = ("jsonl", "json")
 
-__all__ = ["STUDY_FORMATS", "ScanItem", "Skipped", "StudyOutput", "study_pieces"]
+__all__ = [
+    "STUDY_FORMATS",
+    "ScanItem",
+    "Skipped",
+    "StudyOutput",
+    "dicom_results",
+    "study_mode",
+    "study_pieces",
+]
+
+
+def study_mode(output_format: str, studies: bool, dicom_sr: Path | None, dicom_heatmaps: bool) -> bool:
+    """Whether the run groups studies (--dicom-sr implies it); usage errors for options that do not fit."""
+    studies = studies or dicom_sr is not None
+    if dicom_heatmaps and dicom_sr is None:
+        raise click.UsageError("--dicom-heatmaps writes next to the reports: add --dicom-sr DIR.")
+    if studies and output_format not in STUDY_FORMATS:
+        raise click.UsageError("--studies writes JSON records: add --jsonl or --json.")
+    return studies
+
+
+def dicom_results(
+    outputs: Sequence[StudyOutput], classifier: Classifier, dicom_sr: Path | None, dicom_heatmaps: bool
+) -> list[str]:
+    """Write the SRs (and heatmap images) of a study run when asked; a message per study."""
+    if dicom_sr is None:
+        return []
+    return write_reports(outputs, classifier.identity, dicom_sr, classifier if dicom_heatmaps else None)
 
 
 def study_pieces(

@@ -10,7 +10,7 @@ import highdicom as hd
 import pydicom
 import pytest
 from click.testing import CliRunner
-from pydicom.uid import ComprehensiveSRStorage, generate_uid
+from pydicom.uid import ComprehensiveSRStorage, SecondaryCaptureImageStorage, generate_uid
 
 from tumorscan import __version__
 from tumorscan.cli import infer_command
@@ -115,3 +115,34 @@ def test_an_abstaining_study_says_so_and_why(
     group = report.content.get_image_measurement_groups()[0]
     assert group.finding_type.meaning == "Abstained" and group.get_measurements() == []
     assert _evaluations(group) == {"Abstained": ["Yes"], "Abstention reason": ["no answered slices"]}
+
+
+def test_heatmaps_as_secondary_captures_in_the_study(
+    study: tuple[str, list[Path], list[Path]], tmp_path: Path, tiny_tflite: Path
+) -> None:
+    uid = study[0]
+    arguments = [str(tmp_path / "in"), "--jsonl", "--dicom-sr", str(tmp_path / "sr"), "--dicom-heatmaps"]
+    result = CliRunner().invoke(
+        infer_command, [*arguments, "--model", str(tiny_tflite)], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    label = next(r for r in records if r["status"] == "study")["label"]
+    carrying = {
+        r["dicom"]["sop_instance_uid"] for r in records if r["status"] == "ok" and r["label"] == label
+    }
+
+    images = [pydicom.dcmread(p) for p in sorted((tmp_path / "sr" / uid).iterdir())]
+    assert len(images) == len(carrying) > 0
+    assert f"wrote {len(images)} heatmap images" in result.stderr
+    assert {str(image.SourceImageSequence[0].ReferencedSOPInstanceUID) for image in images} == carrying
+    for image in images:
+        assert image.SOPClassUID == SecondaryCaptureImageStorage and image.StudyInstanceUID == uid
+        assert image.PatientID == "PAT-0042" and image.PatientOrientation == ["L", "P"]
+        assert image.pixel_array.shape == (32, 64, 3)  # the slice beside its heatmap, at the model's size
+    assert len({image.SeriesInstanceUID for image in images}) == 1
+
+
+def test_heatmaps_need_reports(study: tuple[str, list[Path], list[Path]], tmp_path: Path) -> None:
+    result = CliRunner().invoke(infer_command, [str(tmp_path / "in"), "--jsonl", "--dicom-heatmaps"])
+    assert result.exit_code == 2 and "add --dicom-sr DIR" in result.output

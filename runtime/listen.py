@@ -208,9 +208,13 @@ class Listener:
             files = sorted(batch.glob("*.dcm"))
             outputs = list(study_outputs(self.classifier, files, top_k=1))
             partial = outbox.with_name(batch.name + ".partial")
-            written = [
-                write_report(results, self.classifier.identity, partial) for results in collect(outputs)
-            ]
+            try:
+                model = self.classifier.identity
+                written = [write_report(results, model, partial) for results in collect(outputs)]
+            except TumorscanError as exc:
+                LOG.error("error %s: %s; batch %s kept in failed/", exc.code, exc, batch.name)
+                self.spool.move(batch, "failed")
+                return
             if written:
                 partial.rename(outbox)
             LOG.info("classified batch %s: %d instances, %d reports", batch.name, len(files), len(written))

@@ -10,6 +10,7 @@ moment leaves each file in exactly one place):
     done/<batch>/                the instances of a batch whose SR is written
     sent/<batch>/                SRs the destination accepted
     rejected/                    instances that could not be read (kept for a person to look at)
+    failed/<batch>/              a batch whose SR could not be built (kept for a person to look at)
 
 A study's instances arriving after it was taken make a new batch (and a new SR for those instances).
 """
@@ -19,13 +20,14 @@ from __future__ import annotations
 import math
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from .errors import TumorscanError
 
-FOLDERS = ("tmp", "incoming", "processing", "outbox", "done", "sent", "rejected")
+FOLDERS = ("tmp", "incoming", "processing", "outbox", "done", "sent", "rejected", "failed")
 
 
 class SpoolError(TumorscanError):
@@ -54,6 +56,7 @@ class Spool:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._lock = threading.Lock()
         try:
             for name in FOLDERS:
                 (root / name).mkdir(parents=True, exist_ok=True)
@@ -82,9 +85,10 @@ class Spool:
                 os.fsync(handle)
             finally:
                 os.close(handle)
-            target.parent.mkdir(exist_ok=True)
-            os.replace(temporary, target)
-            _fsync_folder(target.parent)
+            with self._lock:  # not while `take` moves the study's folder away
+                target.parent.mkdir(exist_ok=True)
+                os.replace(temporary, target)
+                _fsync_folder(target.parent)
         except OSError as exc:
             temporary.unlink(missing_ok=True)
             raise SpoolError(
@@ -117,7 +121,8 @@ class Spool:
     def take(self, study: Path) -> Path:
         """Move a quiet study to processing/ as one batch."""
         batch = self.root / "processing" / f"{study.name}.{time.time_ns()}"
-        os.replace(study, batch)
+        with self._lock:
+            os.replace(study, batch)
         return batch
 
     def move(self, path: Path, folder: str) -> Path:

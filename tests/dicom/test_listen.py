@@ -239,3 +239,27 @@ def test_a_sender_that_drops_mid_transfer_and_a_study_that_never_goes_quiet(
     (report,) = pacs.wait_for(1)  # taken by max_wait_seconds although the quiet period is an hour
     pacs.server.shutdown()
     assert referenced(report) == {str(pydicom.dcmread(p).SOPInstanceUID) for p in paths[:2]}
+
+
+def test_a_batch_whose_report_cannot_be_built_is_kept_and_the_node_goes_on(
+    node: Callable[..., Listener],
+    tmp_path: Path,
+    series_writer: Callable[..., list[Path]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import tumorscan.listen
+    from tumorscan.dicom_sr import ReportError
+
+    def refuse(*_: Any) -> Path:
+        raise ReportError("study x: cannot build its Structured Report (test).")
+
+    monkeypatch.setattr(tumorscan.listen, "write_report", refuse)
+    caplog.set_level(logging.INFO, logger="tumorscan.listen")
+    listener = node(None, quiet_seconds=0.5)
+    assert send(series_writer(tmp_path / "scans", generate_uid(), 2), listener.config.port) == [0, 0]
+    deadline = time.time() + WAIT
+    while not list((tmp_path / "spool" / "failed").iterdir()) and time.time() < deadline:
+        time.sleep(0.1)
+    (kept,) = (tmp_path / "spool" / "failed").iterdir()
+    assert len(list(kept.glob("*.dcm"))) == 2 and "error bad_report" in caplog.text

@@ -198,3 +198,12 @@ def test_a_4000_slice_series_is_grouped_from_headers_alone() -> None:
     (group,) = group_studies(headers)
     assert [s.instance_number for s in group.series[0].slices] == sorted(numbers)
     assert group.series[0].warnings == []
+
+
+def test_studies_as_one_json_document(two_studies: dict[str, Any], tiny_tflite: Path) -> None:
+    arguments = [str(two_studies["folder"]), "--studies", "--json", "--model", str(tiny_tflite)]
+    result = CliRunner().invoke(infer_command, arguments, catch_exceptions=False)
+    document = json.loads(result.stdout)
+    statuses = [record["status"] for record in document["results"]]
+    assert document["model"]["file"] == tiny_tflite.name
+    assert (statuses.count("ok"), statuses.count("series"), statuses.count("study")) == (13, 4, 2)

@@ -16,7 +16,6 @@ from .cli_support import user_errors, version_option
 from .errors import TumorscanError
 from .listen import Destination, Listener, ListenerConfig, ListenError
 from .models import default_model_path
-from .quiet import quiet_unless_verbose
 
 
 def _destination(
@@ -76,7 +75,6 @@ def _destination(
 @click.option(
     "--log-level", type=click.Choice(["debug", "info", "warning"]), default="info", show_default=True
 )
-@quiet_unless_verbose
 @version_option
 @user_errors
 def listen_command(model: Path | None, log_level: str, trusted: tuple[str, ...], **options: Any) -> None:
@@ -86,7 +84,8 @@ def listen_command(model: Path | None, log_level: str, trusted: tuple[str, ...],
     logging.basicConfig(
         level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    for name in ("pynetdicom", "highdicom"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         classifier = Classifier.load(model or default_model_path())
     except TumorscanError as exc:

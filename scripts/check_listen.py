@@ -4,8 +4,9 @@
 Writes STUDIES studies of SLICES 256x256 MR slices, starts a receiving PACS (pynetdicom) and `tumor-listen`
 (a separate process, spool in a temporary folder), and sends half the studies from SCANNER1 and half from
 SCANNER2 at the same time, one association per study; an instance that is not acknowledged (the listener
-was killed) is sent again once the listener is back. With --kill-after N, the listener gets SIGKILL after N
-acknowledged instances and is restarted on the same spool. Then it waits for the reports and prints a table.
+was killed; the scanners notice within SENDER_TIMEOUT seconds) is sent again once the listener is back.
+With --kill-after N, the listener gets SIGKILL after N acknowledged instances and is restarted on the same
+spool. Then it waits for the reports and prints a table.
 Exit status: 0 when every study got exactly one SR (by SOP Instance UID) referencing exactly its instances.
 """
 
@@ -22,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+SENDER_TIMEOUT = 5
+"""The scanners' ACSE, DIMSE and network timeouts (s): how soon they notice that the listener is gone."""
 LISTEN = "from tumorscan.listen_cli import listen_command; listen_command(prog_name='tumor-listen')"
 
 
@@ -52,7 +55,7 @@ class Run:
         self.command = [
             sys.executable, "-c", LISTEN, "--spool", str(folder / "spool"), "--trust", "SCANNER1", "--trust",
             "SCANNER2", "--destination", f"PACS@127.0.0.1:{pacs_port}", "--port", str(self.port),
-            "--quiet-seconds", str(args.quiet), "--retry-seconds", "1", "--log-level", "warning",
+            "--quiet-seconds", str(args.quiet), "--retry-seconds", "1", "--log-level", "info",
             *(["--model", args.model] if args.model else []),
         ]  # fmt: skip
         self.listener = self.start_listener()
@@ -64,7 +67,8 @@ class Run:
         return 0
 
     def start_listener(self) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(self.command, stderr=open(self.folder / "listen.log", "ab"))  # noqa: SIM115
+        log = self.args.log or self.folder / "listen.log"
+        process = subprocess.Popen(self.command, stderr=open(log, "ab"))  # noqa: SIM115
         deadline = time.time() + 60
         while time.time() < deadline:
             try:
@@ -72,7 +76,7 @@ class Run:
                 return process
             except OSError:
                 time.sleep(0.2)
-        raise SystemExit("tumor-listen did not start; see listen.log")
+        raise SystemExit(f"tumor-listen did not start; see {log}")
 
     def send(self, calling: str, studies: list[list[Path]]) -> None:
         import pydicom
@@ -83,6 +87,7 @@ class Run:
             pending = list(paths)
             while pending:
                 ae = AE(ae_title=calling)
+                ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = SENDER_TIMEOUT
                 ae.add_requested_context(MRImageStorage)
                 assoc = ae.associate("127.0.0.1", self.port, ae_title="TUMORSCAN")
                 failed = []
@@ -154,6 +159,7 @@ def main() -> int:
     parser.add_argument("--quiet", type=float, default=10.0, help="tumor-listen --quiet-seconds")
     parser.add_argument("--kill-after", type=int, default=0, metavar="N", help="kill -9 after N instances")
     parser.add_argument("--model", help="model file (default: the packaged one)")
+    parser.add_argument("--log", type=Path, help="append tumor-listen's log here (default: a temporary file)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)

@@ -263,3 +263,17 @@ def test_a_batch_whose_report_cannot_be_built_is_kept_and_the_node_goes_on(
         time.sleep(0.1)
     (kept,) = (tmp_path / "spool" / "failed").iterdir()
     assert len(list(kept.glob("*.dcm"))) == 2 and "error bad_report" in caplog.text
+
+
+def test_the_command_checks_its_options(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from tumorscan.listen_cli import listen_command
+
+    help_text = CliRunner().invoke(listen_command, ["--help"]).output
+    assert "--trust" in help_text and "--quiet-seconds" in help_text
+    arguments = ["--spool", str(tmp_path), "--trust", "SCANNER1", "--destination", "PACS:104"]
+    result = CliRunner().invoke(listen_command, arguments)
+    assert result.exit_code == 2 and "AE@HOST:PORT" in result.output
+    result = CliRunner().invoke(listen_command, ["--spool", str(tmp_path)])
+    assert result.exit_code == 2 and "--trust" in result.output

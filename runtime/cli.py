@@ -27,6 +27,7 @@ from .folders import Skipped, walk_scans
 from .heatmaps import write_heatmaps
 from .models import default_model_path
 from .names import csv_cell, display_width, not_utf8, pad, printable
+from .study_output import StudyOutput, dicom_results, study_mode, study_pieces
 
 PROGRESS_THRESHOLD = 20
 """Show a progress bar by default from this many scans (when stderr is a terminal)."""
@@ -149,6 +150,36 @@ def _csv_row(outcome: Outcome, top_k: int, columns: Sequence[str], model: str) -
     return _csv_line([row.get(column, "") for column in columns])
 
 
+def _pieces(
+    classifier: Classifier,
+    items: Sequence[ScanItem],
+    output_format: str,
+    top_k: int,
+    keep_pixels: bool,
+    show_progress: bool,
+    done: list[Outcome],
+) -> Iterator[str]:
+    """The output of a plain run, every outcome appended to `done`."""
+    outcomes = _results(classifier, items, keep_pixels)
+    with _progress(outcomes, len(items), show_progress) as shown:
+        yield from _render(output_format, shown, top_k, classifier, done)
+
+
+def _study_pieces(
+    classifier: Classifier,
+    items: Sequence[ScanItem],
+    output_format: str,
+    top_k: int,
+    keep_patient_ids: bool,
+    done: list[Outcome],
+    outputs: list[StudyOutput],
+) -> Iterator[str]:
+    """The output of a --studies run (`tumorscan.study_output`), every slice's outcome appended to `done`."""
+    results: list[Result] = []
+    yield from study_pieces(classifier, items, output_format, top_k, keep_patient_ids, results, outputs)
+    done.extend((Path(result.source), result, None) for result in results)
+
+
 def _render(
     output_format: str, outcomes: Iterable[Outcome], top_k: int, classifier: Classifier, done: list[Outcome]
 ) -> Iterator[str]:
@@ -233,6 +264,18 @@ def _load(
         raise click.BadParameter(str(exc), param_hint="'--model'") from exc
 
 
+def _scan_items(scans: Sequence[str], output: Path | None, model: Path | None) -> list[ScanItem]:
+    """The inputs the arguments name (warnings on stderr); an output file that is one of them is refused."""
+    items, warnings = expand_scan_arguments(scans)
+    if output is not None:
+        _check_output(output, model, items)
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if not items:
+        raise click.UsageError("no scans matched the given files, folders or patterns.")
+    return items
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("scans", nargs=-1, required=True)
 @click.option(
@@ -273,6 +316,25 @@ def _load(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Ed25519 public key (PEM) whose signature (MODEL.sig) the model must carry; repeatable.",
 )
+@click.option(
+    "--studies",
+    is_flag=True,
+    help="Group DICOM files by study and series: slice records in order, then a summary record per series "
+    "and per study (with --jsonl or --json).",
+)
+@click.option(
+    "--keep-patient-ids", is_flag=True, help="With --studies: keep patient names and IDs in the records."
+)
+@click.option(
+    "--dicom-sr",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write one DICOM Structured Report per study here, for a PACS (implies --studies).",
+)
+@click.option(
+    "--dicom-heatmaps",
+    is_flag=True,
+    help="With --dicom-sr: also the heatmaps of the slices carrying each study's answer, as DICOM images.",
+)
 @version_option
 @user_errors
 def infer_command(
@@ -287,6 +349,10 @@ def infer_command(
     explain: Path | None,
     progress: bool | None,
     trusted_keys: tuple[Path, ...],
+    studies: bool,
+    keep_patient_ids: bool,
+    dicom_sr: Path | None,
+    dicom_heatmaps: bool,
 ) -> None:
     """Classify SCANS (files, folders searched recursively, or quoted glob patterns such as 'scans/**/*.png').
 
@@ -295,24 +361,26 @@ def infer_command(
     classified, 1 when some failed, 2 for usage errors (no scans, missing, modified or invalid model).
     """
     output_format = output_format or "table"
+    studies = study_mode(output_format, studies, dicom_sr, dicom_heatmaps)
     to_file = output is not None and str(output) != "-"
-    items, warnings = expand_scan_arguments(scans)
-    if output is not None and to_file:
-        _check_output(output, model, items)
-    for warning in warnings:
-        click.echo(f"warning: {warning}", err=True)
-    if not items:
-        raise click.UsageError("no scans matched the given files, folders or patterns.")
+    items = _scan_items(scans, output if to_file else None, model)
     classifier = _load(model, backend, threads, trusted_keys)
     classifier.abstain_threshold = abstain_threshold
     many = len(items) >= PROGRESS_THRESHOLD and sys.stderr.isatty()
-    show_progress = many if progress is None else progress
+    show_progress = (many if progress is None else progress) and not studies
     started = time.perf_counter()
     done: list[Outcome] = []
-    outcomes = _results(classifier, items, keep_pixels=explain is not None)
+    outputs: list[StudyOutput] = []
     try:
-        with _progress(outcomes, len(items), show_progress) as shown, _sink(output) as sink:
-            for piece in _render(output_format, shown, top_k, classifier, done):
+        with _sink(output) as sink:
+            pieces = _pieces(
+                classifier, items, output_format, top_k, explain is not None, show_progress, done
+            )
+            if studies:
+                pieces = _study_pieces(
+                    classifier, items, output_format, top_k, keep_patient_ids, done, outputs
+                )
+            for piece in pieces:
                 sink.write(piece)
                 sink.flush()
     except ModelError as exc:  # the model failed on real scans: a model problem, like one found at load
@@ -325,5 +393,7 @@ def infer_command(
     heatmaps_failed = False
     if explain is not None:
         heatmaps_failed = write_heatmaps(classifier, done, explain)
+    for message in dicom_results(outputs, classifier, dicom_sr, dicom_heatmaps):
+        click.echo(message, err=True)
     if heatmaps_failed or any(not isinstance(result, Prediction) for result in results):
         sys.exit(1)

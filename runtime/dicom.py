@@ -9,6 +9,9 @@ Rules, in order:
    window (WindowCenter, WindowWidth; DICOM's linear function) or, without one, the frame's own
    minimum-maximum range maps values to 0-255; MONOCHROME1 (white is low) is inverted.
 
+Compressed syntaxes are decoded by pydicom's plugins: the `[dicom]` extra installs pylibjpeg with its
+libjpeg (JPEG baseline, extended, lossless; JPEG-LS), openjpeg (JPEG 2000) and rle plugins.
+
 The result is an 'L' or 'RGB' PIL image for `tumorscan.images` to convert and resize.
 
 Every number read from the file is checked: a value that is not a number is a `DicomAttributeError`
@@ -175,8 +178,8 @@ def _frame(dataset: Any, name: str) -> NDArray[Any]:
         reason = " ".join(str(exc).split())
         raise ImageError(
             f"{name}: cannot decode the pixel data (transfer syntax {described}; {reason}). "
-            "Convert the scan to uncompressed DICOM, or install a decoder for it "
-            "(e.g. pip install pylibjpeg pylibjpeg-openjpeg pylibjpeg-libjpeg)."
+            "Convert the scan to uncompressed DICOM; if the file is valid, check that the decoders "
+            "pip install 'tumorscan[dicom]' brings (pylibjpeg and its plugins) are installed."
         ) from exc
 
 

@@ -62,15 +62,20 @@ def occlusion_map(scores: Scores, pixels: NDArray[np.uint8], target: int) -> NDA
 
 
 def overlay_png(pixels: NDArray[np.uint8], heat: NDArray[np.float32]) -> bytes:
-    """The scan beside itself with the positive part of `heat` in red-yellow on top, as PNG bytes."""
+    """`overlay_image` as PNG bytes."""
+    buffer = BytesIO()
+    Image.fromarray(overlay_image(pixels, heat)).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def overlay_image(pixels: NDArray[np.uint8], heat: NDArray[np.float32]) -> NDArray[np.uint8]:
+    """The scan beside itself with the positive part of `heat` in red-yellow on top (RGB, twice as wide)."""
     peak = float(heat.max())
     weight = np.clip(heat / peak if peak > 0 else 0 * heat, 0, 1)[..., np.newaxis]
     colour = np.stack([np.ones_like(heat), np.clip(weight[..., 0] * 1.5 - 0.5, 0, 1), np.zeros_like(heat)], 2)
     blended = pixels * (1 - 0.6 * weight) + 255 * colour * 0.6 * weight
-    side_by_side = np.concatenate([pixels, blended.astype(np.uint8)], axis=1)
-    buffer = BytesIO()
-    Image.fromarray(side_by_side).save(buffer, format="PNG", optimize=True)
-    return buffer.getvalue()
+    side_by_side: NDArray[np.uint8] = np.concatenate([pixels, blended.astype(np.uint8)], axis=1)
+    return side_by_side
 
 
 def write_overlay(path: Path, pixels: NDArray[np.uint8], heat: NDArray[np.float32]) -> None:

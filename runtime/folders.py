@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DatasetError, ImageError, LinkLoopError, UnreadableFileError
-from .images import SCAN_EXTENSIONS, describe_source, is_scan_file
+from .images import SCAN_EXTENSIONS, describe_source, is_dicom_file, is_scan_file
 
 MAX_DEPTH = 64
 """Deepest folder a walk descends into."""
@@ -102,13 +102,15 @@ def _walk(folder: Path, chain: frozenset[str], depth: int) -> list[Path | Skippe
                 found.append(Skipped(path, UnreadableFileError(message)))
             else:
                 found.extend(_walk(path, chain | {real}, depth + 1))
-        elif is_scan_file(path):  # regular or not: a dangling link, loop or FIFO gets its own record
-            found.append(path)
+        elif is_scan_file(path) or is_dicom_file(path):
+            found.append(path)  # a dangling link, loop or FIFO with a scan extension gets its own record
     return found
 
 
 def walk_scans(folder: Path) -> list[Path | Skipped]:
     """Every entry with a scan extension under `folder` (recursive, sorted by path), and what was skipped.
+
+    A regular file without a scan extension is taken when it starts like a DICOM file (`is_dicom_file`).
 
     Folder links are followed unless they lead back to a folder on the way down, or to one that holds
     the link (a `link_loop` record each).

@@ -81,7 +81,10 @@ def is_scan_file(path: Path) -> bool:
 
 def is_dicom_file(path: Path) -> bool:
     """True for a regular file with DICOM's 'DICM' marker after its 128-byte preamble, whatever its name
-    (PACS exports often have no extension). False when it cannot be read."""
+    (PACS exports and DICOMDIR folders often name files without an extension, or by their UID). A file
+    named DICOMDIR is an index, not a scan: False. False when it cannot be read."""
+    if path.name.upper() == "DICOMDIR":
+        return False
     try:
         if not os.path.isfile(path):  # never open a FIFO or device to look
             return False

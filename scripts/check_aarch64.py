@@ -41,7 +41,12 @@ from tumorscan.sections import QuantizationSpec
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE = REPO / ".cache" / "aarch64"
-DEFAULT_SCANS = (REPO / "tests" / "data" / "mri" / "train", REPO / "tests" / "data" / "mri" / "test")
+DEFAULT_SCANS = (
+    REPO / "tests" / "data" / "mri" / "train",
+    REPO / "tests" / "data" / "mri" / "test",
+    REPO / "tests" / "data" / "dicom",
+)
+"""The sample MRI scans, and a JPEG Lossless and a JPEG-LS DICOM file (the [dicom] extra's decoders)."""
 CPUS = {"cortex-a72": "Raspberry Pi 4", "cortex-a76": "Raspberry Pi 5"}
 ROOT_SUITE = "bookworm"  # Raspberry Pi OS bookworm's base: Python 3.11, glibc 2.36
 QEMU_SUITE = "trixie"  # qemu-user 10; bookworm's qemu-user 7.2 crashes in ai-edge-litert and onnxruntime
@@ -52,7 +57,7 @@ WHEEL_PLATFORMS = (
     "manylinux2014_aarch64",
     "manylinux_2_17_aarch64",
 )
-RUNTIME_EXTRAS = ("onnx",)
+RUNTIME_EXTRAS = ("onnx", "dicom")
 PI5_PAGE_SIZE = 16384
 """Raspberry Pi OS runs the Pi 5 with a 16 KiB page kernel; qemu-user on a 4 KiB host emulates 4 KiB pages."""
 RUN_CLI = "from tumorscan.cli import infer_command; infer_command(prog_name='tumor-infer')"
@@ -352,7 +357,7 @@ def shared_library_alignment(folders: list[Path]) -> tuple[int, int]:
 
 
 def runtime_pins(wheel: Path, x86_python: Path) -> list[str]:
-    """The runtime's requirements (and its ONNX extra's), pinned to the versions the x86 Python has."""
+    """The runtime's requirements (and its ONNX and DICOM extras'), pinned to the x86 Python's versions."""
     with zipfile.ZipFile(wheel) as archive:
         (metadata,) = [name for name in archive.namelist() if name.endswith(".dist-info/METADATA")]
         text = archive.read(metadata).decode("utf-8")

@@ -21,7 +21,9 @@ pytestmark = pytest.mark.aarch64
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "check_aarch64.py"
-SCANS = ("tests/data/mri/train", "tests/data/mri/test")
+SCANS = ("tests/data/mri/train", "tests/data/mri/test", "tests/data/dicom")
+SCAN_COUNT = "34"
+"""32 sample MRI scans, a JPEG Lossless and a JPEG-LS DICOM file."""
 RUN_CLI = "from tumorscan.cli import infer_command; infer_command(prog_name='tumor-infer')"
 ROW = re.compile(
     r"^\s+(?P<cpu>cortex-a7[26])\s+Raspberry Pi [45]\s+0x\w+\s+(?:yes|no)\s+(?P<scans>\d+)\s+"
@@ -58,7 +60,7 @@ def test_packaged_model_matches_x86_on_both_pi_cpus() -> None:
     assert "(packaged)" in result.stdout
     rows = [row.groupdict() for row in ROW.finditer(result.stdout)]
     assert [row["cpu"] for row in rows] == ["cortex-a72", "cortex-a76"]
-    assert all(row["agree"] == row["scans"] == "32" and row["result"] == "match" for row in rows)
+    assert all(row["agree"] == row["scans"] == SCAN_COUNT and row["result"] == "match" for row in rows)
 
 
 def test_exported_models_match_x86_on_both_pi_cpus(exported: list[Path]) -> None:
@@ -67,7 +69,7 @@ def test_exported_models_match_x86_on_both_pi_cpus(exported: list[Path]) -> None
     assert result.returncode == 0
     rows = [row.groupdict() for row in ROW.finditer(result.stdout)]
     assert [row["cpu"] for row in rows] == ["cortex-a72", "cortex-a76"] * len(exported)
-    assert all(row["agree"] == row["scans"] == "32" and row["result"] == "match" for row in rows)
+    assert all(row["agree"] == row["scans"] == SCAN_COUNT and row["result"] == "match" for row in rows)
 
 
 def test_a_mismatched_expectation_fails(exported: list[Path], tmp_path: Path) -> None:
@@ -91,4 +93,4 @@ def test_a_mismatched_expectation_fails(exported: list[Path], tmp_path: Path) ->
     assert f"{edited['source']}: top-1 " in result.stdout
     assert f"reference {edited['label']}" in result.stdout
     (row,) = [row.groupdict() for row in ROW.finditer(result.stdout)]
-    assert row["agree"] == "31" and row["result"] == "MISMATCH"
+    assert row["agree"] == str(int(SCAN_COUNT) - 1) and row["result"] == "MISMATCH"

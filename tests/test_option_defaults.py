@@ -18,6 +18,8 @@ from tumorscan.export.exporter import ExportOptions
 from tumorscan.export.parity import run_parity
 from tumorscan.export.seal import seal_command
 from tumorscan.export.site_cli import adapt_command
+from tumorscan.listen import ListenerConfig
+from tumorscan.listen_cli import listen_command
 from tumorscan.sections import ParityLimits
 from tumorscan.train.calibrate import calibrate_keras
 from tumorscan.train.calibrate_cli import calibrate_command
@@ -37,12 +39,13 @@ HOMES: list[tuple[click.Command, tuple[Callable[..., Any], ...]]] = [
     (bench_command, (BenchOptions,)),
     (infer_command, ()),
     (seal_command, ()),
+    (listen_command, (ListenerConfig,)),
 ]
 AS_OPTION: dict[str, Callable[[Any], Any]] = {
     "size": lambda size: size[0],  # --size N: an N x N input
     "formats": lambda formats: ",".join(formats),  # --formats a,b
 }
-OPTION_ONLY = {("infer", "top_k"), ("infer", "trusted_keys"), ("adapt", "export")}
+OPTION_ONLY = {("infer", "top_k"), ("infer", "trusted_keys"), ("adapt", "export"), ("listen", "log_level")}
 """Defaults that live in the option alone (nothing else takes the value)."""
 
 

@@ -23,3 +23,28 @@ def test_measure_shift_explains_itself() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "false alarms" in result.stdout and "--audit AUDIT" in result.stdout
+
+
+def test_dicom_testdata_explains_itself() -> None:
+    result = subprocess.run(
+        [sys.executable, str(SCRIPTS / "dicom_testdata.py"), "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "pydicom's own test data" in result.stdout
+
+
+def test_study_scripts_explain_themselves() -> None:
+    for script, says in (("bench_studies.py", "--studies"), ("show_sr.py", "Structured Report")):
+        result = subprocess.run(
+            [sys.executable, str(SCRIPTS / script), "--help"], capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr
+        assert says in result.stdout
+
+
+def test_check_listen_explains_itself() -> None:
+    result = subprocess.run(
+        [sys.executable, str(SCRIPTS / "check_listen.py"), "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--kill-after N" in result.stdout

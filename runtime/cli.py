@@ -225,6 +225,7 @@ def _load(model: Path | None, backend: str | None, threads: int | None) -> Class
 @click.option("--json", "output_format", flag_value="json", help="One JSON document.")
 @click.option("--jsonl", "output_format", flag_value="jsonl", help="One JSON record per line.")
 @click.option("--csv", "output_format", flag_value="csv", help="CSV with one row per scan.")
+@click.option("--parquet", "output_format", flag_value="parquet", help="Parquet shards (--engine ray).")
 @click.option(
     "--output",
     type=click.Path(path_type=Path),
@@ -243,6 +244,15 @@ def _load(model: Path | None, backend: str | None, threads: int | None) -> Class
 @click.option(
     "--progress/--no-progress", default=None, help="Progress bar on stderr (default: when many scans)."
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    help="ray: classify on a Ray cluster (the [ray] extra); records in shards in --output DIR.",
+)
+@click.option("--ray-address", help="Ray cluster to join, e.g. HOST:6379 or auto (default: a local Ray).")
+@click.option(
+    "--resume", is_flag=True, help="With --engine ray: skip sources already recorded in --output DIR."
+)
 @version_option
 @user_errors
 def infer_command(
@@ -256,6 +266,9 @@ def infer_command(
     abstain_threshold: float | None,
     explain: Path | None,
     progress: bool | None,
+    engine: str | None,
+    ray_address: str | None,
+    resume: bool,
 ) -> None:
     """Classify SCANS (files, folders searched recursively, or quoted glob patterns such as 'scans/**/*.png').
 
@@ -263,6 +276,10 @@ def infer_command(
     prevented it; JSONL and CSV records appear as soon as each is known. Exit status: 0 when every scan was
     classified, 1 when some failed, 2 for usage errors (no scans, missing, modified or invalid model).
     """
+    if engine == "ray" or ray_address or resume or output_format == "parquet":
+        from .ray_cli import infer_on_ray  # Ray is imported only here
+
+        return infer_on_ray(click.get_current_context().params)
     output_format = output_format or "table"
     to_file = output is not None and str(output) != "-"
     if output is not None and to_file:

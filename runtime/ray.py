@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import math
+import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,6 +26,8 @@ from .models import default_model_path
 from .shards import SHARD_RECORDS, RecordFolder
 from .sources import SourceList, is_uri, list_sources, read_uri
 
+CONNECT_SECONDS = 5.0
+"""How long to wait for a cluster's head to accept a connection."""
 BLOCK_SOURCES = 200
 """Sources per Ray block (one actor call): what a lost node's retry redoes at most per block."""
 
@@ -131,13 +134,45 @@ class RayRun:
     outcomes: dict[str, int] = field(default_factory=dict)
     already_done: int = 0
     listed: SourceList = field(default_factory=SourceList)
+    model: str = ""
+    """The model, as tumor-infer's summary names it."""
+    abstention_note: str | None = None
+    """Why the model cannot abstain (None when it can)."""
     nodes: int = 0
     cpus: int = 0
     shards: int = 0
 
+    @property
+    def can_abstain(self) -> bool:
+        return self.abstention_note is None
+
     def count(self, outcomes: Sequence[str]) -> None:
         for name in outcomes:
             self.outcomes[name] = self.outcomes.get(name, 0) + 1
+
+
+class NoSourcesError(TumorscanError):
+    """The arguments name no scans at all."""
+
+    code = "no_sources"
+
+
+def check_reachable(address: str, timeout: float = CONNECT_SECONDS) -> None:
+    """A `HOST:PORT` address must accept a TCP connection (Ray itself would wait for it for minutes).
+
+    Raises:
+        TumorscanError: nothing answers there.
+    """
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or "/" in address:
+        return  # `auto`, `ray://...`: Ray resolves them
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise TumorscanError(
+            f"could not reach the Ray cluster at {address} ({exc.strerror or exc}); start it with "
+            "`ray start --head` there, or check --ray-address (the head's HOST:PORT, 6379 by default)."
+        ) from exc
 
 
 def _import_ray() -> Any:
@@ -158,6 +193,11 @@ def ray_session(address: str | None) -> Iterator[Any]:
         TumorscanError: the cluster cannot be reached.
     """
     ray = _import_ray()
+    if address is not None:
+        check_reachable(address)
+    if ray.is_initialized():  # the caller's own Ray (a notebook, a test): used as it is, left running
+        yield ray
+        return
     options: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
     if address is None:
         options.update(address="local", include_dashboard=False)
@@ -202,30 +242,37 @@ def _dataset(ray: Any, sources: Sequence[str], job: RayJob, model: Path, cpus: i
     )
 
 
-def classify_on_ray(job: RayJob, progress: Callable[[int], None] | None = None) -> RayRun:
+def classify_on_ray(job: RayJob, progress: Callable[[int, int], None] | None = None) -> RayRun:
     """Run `job`: one record per source in `job.output`, skipping sources recorded by an earlier run.
 
-    `progress(n)` is called as each batch of n records is written out.
+    `progress(n, total)` is called as each batch of n records is written out (total: the sources to classify).
 
     Raises:
         ModelError: the model cannot be loaded (checked on this machine before Ray starts).
         MissingDependencyError: Ray is not installed.
-        TumorscanError: the output folder holds other records, or the cluster cannot be reached.
+        NoSourcesError: the arguments name no scans.
+        TumorscanError: the output folder holds other records, the cluster cannot be reached, or the job
+            stopped (the records written so far stay: rerun with `resume`).
     """
     model = job.model or default_model_path()
     driver = BatchClassifier(str(model), job.backend, job.threads, job.top_k, job.abstain_threshold)
     folder = RecordFolder(job.output)
     done = folder.done_sources(driver.model, job.resume)
-    run = RayRun(listed=list_sources(job.sources), already_done=0)
+    run = RayRun(listed=list_sources(job.sources), model=str(driver.classifier.identity))
+    run.abstention_note = driver.classifier.abstention_unavailable
+    if not run.listed.sources and not run.listed.skipped:
+        raise NoSourcesError("no scans matched the given files, folders, patterns or URIs.")
     todo = [source for source in run.listed.sources if source not in done]
     skipped = [error for error in run.listed.skipped if error.source not in done]
     run.already_done = len(run.listed.sources) + len(run.listed.skipped) - len(todo) - len(skipped)
     writer = folder.writer(job.output_format, driver.classifier.labels, job.shard_records)
     writer.add(record_line(error, job.top_k, driver.model) for error in skipped)
     run.count([error.code for error in skipped])
-    if todo:
-        _classify(job, model, todo, run, writer.add, progress)
-    writer.close()
+    try:
+        if todo:
+            _classify(job, model, todo, run, writer.add, progress)
+    finally:
+        writer.close()  # a stopped job keeps every record it received
     run.shards = writer.shards
     return run
 
@@ -236,7 +283,7 @@ def _classify(
     todo: Sequence[str],
     run: RayRun,
     write: Callable[[Sequence[str]], None],
-    progress: Callable[[int], None] | None,
+    progress: Callable[[int, int], None] | None,
 ) -> None:
     with ray_session(job.address) as ray:
         nodes = [node for node in ray.nodes() if node.get("Alive")]
@@ -247,9 +294,18 @@ def _classify(
                 "lower --threads or add nodes."
             )
         dataset = _dataset(ray, todo, job, model, run.cpus // job.threads)
-        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-            records = [str(line) for line in batch["record"]]
-            write(records)
-            run.count([str(name) for name in batch["outcome"]])
-            if progress is not None:
-                progress(len(records))
+        try:
+            for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+                records = [str(line) for line in batch["record"]]
+                write(records)
+                run.count([str(name) for name in batch["outcome"]])
+                if progress is not None:
+                    progress(len(records), len(todo))
+        except TumorscanError:
+            raise
+        except Exception as exc:  # a Ray failure beyond its retries: what was written stays
+            first = (str(exc).splitlines() or [""])[0]
+            raise TumorscanError(
+                f"the Ray job stopped ({type(exc).__name__}: {first}); "
+                "the records written so far stay: rerun the same command with --resume to finish."
+            ) from exc

@@ -1,4 +1,4 @@
-"""tumor-infer --engine ray: the same records as tumor-infer --jsonl, sharded, resumable; Ray only when asked."""
+"""tumor-infer --engine ray: tumor-infer --jsonl's records, sharded, resumable; Ray only when asked for."""
 
 from __future__ import annotations
 
@@ -95,9 +95,9 @@ def test_an_output_folder_with_records_is_refused_unless_resume_and_the_same_mod
     assert RecordFolder(str(out)).done_sources("m.tflite@aaa", resume=False) == frozenset()
     _shard(out, "m.tflite@aaa", ["a.png", "b.png"])
     (out / ".part-x-00001.jsonl.partial").write_text('{"source": "c.png"')  # a stopped job's half shard
-    with pytest.raises(Exception, match="already holds 2 records .*pass --resume"):
+    with pytest.raises(Exception, match=r"already holds 2 records .*pass --resume"):
         RecordFolder(str(out)).done_sources("m.tflite@aaa", resume=False)
-    with pytest.raises(Exception, match="records of another model .*m.tflite@aaa"):
+    with pytest.raises(Exception, match=r"records of another model .*m\.tflite@aaa"):
         RecordFolder(str(out)).done_sources("other.tflite@bbb", resume=True)
     assert RecordFolder(str(out)).done_sources("renamed.tflite@aaa", resume=True) == {"a.png", "b.png"}
     assert not list(out.glob(".*.partial"))
@@ -112,8 +112,8 @@ def test_shards_are_written_whole_in_both_formats(tmp_path: Path) -> None:
     lines = [
         json.dumps({"source": "a.png", "status": "ok", "label": "x", "confidence": 0.9,
                     "probabilities": {"x": 0.9, "y": 0.1}, "abstain": False, "model": "m@1"}),
-        json.dumps({"source": "b.png", "status": "error", "error": {"code": "bad_image", "message": "b.png: bad"},
-                    "model": "m@1"}),
+        json.dumps({"source": "b.png", "status": "error",
+                    "error": {"code": "bad_image", "message": "b.png: bad"}, "model": "m@1"}),
     ] * 3  # fmt: skip
     for output_format in ("jsonl", "parquet"):
         folder = RecordFolder(str(tmp_path / output_format))

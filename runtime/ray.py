@@ -26,6 +26,7 @@ from .models import default_model_path
 from .shards import SHARD_RECORDS, RecordFolder
 from .sources import SourceList, is_uri, list_sources, read_uri
 
+LOOPBACK = "127.0.0.1"
 CONNECT_SECONDS = 5.0
 """How long to wait for a cluster's head to accept a connection."""
 BLOCK_SOURCES = 200
@@ -199,8 +200,8 @@ def ray_session(address: str | None) -> Iterator[Any]:
         yield ray
         return
     options: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
-    if address is None:
-        options.update(address="local", include_dashboard=False)
+    if address is None:  # on the loopback: a laptop's Ray talks to nothing outside
+        options.update(address="local", include_dashboard=False, _node_ip_address=LOOPBACK)
     else:
         options.update(address=address)
     try:

@@ -143,31 +143,35 @@ def main() -> None:
     sys.exit(0 if same else 1)
 
 
-def report(options: argparse.Namespace, plain: list, ray: list, fixed: list, same: bool) -> None:  # type: ignore[type-arg]
-    cores = os.cpu_count() or 1
+Run = tuple[float, int, list[int]]
+
+
+def _mib(kib: float) -> str:
+    return f"{kib / 1024:.0f}"
+
+
+def report(
+    options: argparse.Namespace, plain: list[Run], ray: list[Run], fixed: list[Run], same: bool
+) -> None:
+    cores, count = os.cpu_count() or 1, options.count
     p, r, f = (statistics.median(run[0] for run in runs) for runs in (plain, ray, fixed))
     actors = [kib for run in ray for kib in run[2]]
-    mib = lambda kib: f"{kib / 1024:.0f}"  # noqa: E731
-    print(
-        f"{options.count} sources ({options.bad} broken), {cores} cores, median of {options.rounds} round(s)"
-    )
+    plain_rss, driver_rss = max(run[1] for run in plain), max(run[1] for run in ray)
+    print(f"{count} sources ({options.bad} broken), {cores} cores, median of {options.rounds} round(s)")
     print("| run | seconds | scans/s | scans/s per core | peak RSS (MiB) |")
     print("|---|---|---|---|---|")
+    print(f"| plain tumor-infer | {p:.1f} | {count / p:.0f} | {count / p / cores:.0f} | {_mib(plain_rss)} |")
+    memory = f"driver {_mib(driver_rss)}, actors {', '.join(_mib(k) for k in actors) or '-'}"
     print(
-        f"| plain tumor-infer | {p:.1f} | {options.count / p:.0f} | {options.count / p / cores:.0f} | {mib(max(run[1] for run in plain))} |"
+        f"| --engine ray, start-up included | {r:.1f} | {count / r:.0f} | {count / r / cores:.0f} "
+        f"| {memory} |"
     )
-    print(
-        f"| --engine ray, local Ray (start-up included) | {r:.1f} | {options.count / r:.0f} | {options.count / r / cores:.0f} "
-        f"| driver {mib(max(run[1] for run in ray))}, actors {', '.join(mib(k) for k in actors) or '-'} |"
-    )
-    steady = options.count / max(r - f, 1e-9)
+    steady = count / max(r - f, 1e-9)
     print(f"| --engine ray on {options.fixed_scans} scans (Ray's fixed cost) | {f:.1f} | | | |")
     print(f"| --engine ray less its fixed cost | {r - f:.1f} | {steady:.0f} | {steady / cores:.0f} | |")
-    print(f"ray / plain: {r / p:.2f}x (target at most 1.5x); without the fixed cost {(r - f) / p:.2f}x")
+    print(f"ray / plain: {r / p:.2f}x (target at most 1.5x); less the fixed cost {(r - f) / p:.2f}x")
     if actors:
-        print(
-            f"largest actor / plain process RSS: {max(actors) / max(run[1] for run in plain):.2f}x (target at most 1.5x)"
-        )
+        print(f"largest actor / plain process peak RSS: {max(actors) / plain_rss:.2f}x (target at most 1.5x)")
     print(f"records identical (sorted lines): {'yes' if same else 'NO'}")
 
 

@@ -1,5 +1,5 @@
-"""A real two-node Ray cluster on the loopback: 2,000 sources give 2,000 records, each source once, also when
-the worker node is killed mid-run (Ray retries its tasks) and when the driver is stopped and rerun with --resume.
+"""A real two-node Ray cluster on the loopback: 2,000 sources give 2,000 records, each source once, also
+when the worker node is killed mid-run (Ray retries its tasks) and when the driver is stopped and resumed.
 
 Both nodes are `ray start` processes with one CPU each, on 127.0.0.1, in their own temporary folder; the
 tests stop exactly the processes they started (found by that folder and by parent), never `ray stop`.
@@ -7,6 +7,7 @@ tests stop exactly the processes they started (found by that folder and by paren
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -62,14 +63,12 @@ def _with_descendants(roots: set[int]) -> set[int]:
 
 def _kill(pids: set[int]) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 class Cluster:
-    """Two `ray start` nodes on the loopback, one CPU each; the worker node carries a `worker_node` resource."""
+    """Two `ray start` nodes on the loopback, one CPU each; the worker node has a `worker_node` resource."""
 
     def __init__(self) -> None:
         self.folder = tempfile.mkdtemp(prefix="tsray-", dir="/tmp")  # short: Ray's socket paths live in it

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -187,13 +188,14 @@ def _import_ray() -> Any:
 
 @contextlib.contextmanager
 def ray_session(address: str | None) -> Iterator[Any]:
-    """Ray connected to `address` (`auto`: this machine's cluster; None: a local Ray just for the job).
+    """Ray connected to `address` (`auto`: this machine's cluster; None: `RAY_ADDRESS`, else a local Ray).
 
     Raises:
         MissingDependencyError: Ray (with Ray Data) is not installed.
         TumorscanError: the cluster cannot be reached.
     """
     ray = _import_ray()
+    address = address or os.environ.get("RAY_ADDRESS") or None
     if address is not None:
         check_reachable(address)
     if ray.is_initialized():  # the caller's own Ray (a notebook, a test): used as it is, left running

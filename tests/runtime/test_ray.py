@@ -219,7 +219,13 @@ def local_ray() -> Iterator[None]:
     """One local Ray for the tests below (tumorscan.ray uses a Ray the caller started)."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        _node_ip_address="127.0.0.1",
+    )
     yield
     ray.shutdown()
 

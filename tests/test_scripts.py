@@ -15,3 +15,11 @@ def test_check_aarch64_explains_itself() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "emulated Raspberry Pi CPUs" in result.stdout and "--expect FILE" in result.stdout
+
+
+def test_bench_ray_explains_itself() -> None:
+    result = subprocess.run(
+        [sys.executable, str(SCRIPTS / "bench_ray.py"), "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--engine ray" in result.stdout and "--count" in result.stdout

@@ -150,6 +150,17 @@ def _csv_row(outcome: Outcome, top_k: int, columns: Sequence[str], model: str) -
     return _csv_line([row.get(column, "") for column in columns])
 
 
+def _write(pieces: Iterable[str], output: Path | None) -> None:
+    """Write the output as its pieces come; a model failing on real scans is a model (usage) error."""
+    try:
+        with _sink(output) as sink:
+            for piece in pieces:
+                sink.write(piece)
+                sink.flush()
+    except ModelError as exc:  # the model failed on real scans: a model problem, like one found at load
+        raise click.BadParameter(f"{exc} The model cannot be used.", param_hint="'--model'") from exc
+
+
 def _pieces(
     classifier: Classifier,
     items: Sequence[ScanItem],
@@ -291,6 +302,7 @@ def _scan_items(scans: Sequence[str], output: Path | None, model: Path | None) -
 @click.option("--json", "output_format", flag_value="json", help="One JSON document.")
 @click.option("--jsonl", "output_format", flag_value="jsonl", help="One JSON record per line.")
 @click.option("--csv", "output_format", flag_value="csv", help="CSV with one row per scan.")
+@click.option("--parquet", "output_format", flag_value="parquet", help="Parquet shards (--engine ray).")
 @click.option(
     "--output",
     type=click.Path(path_type=Path),
@@ -335,6 +347,15 @@ def _scan_items(scans: Sequence[str], output: Path | None, model: Path | None) -
     is_flag=True,
     help="With --dicom-sr: also the heatmaps of the slices carrying each study's answer, as DICOM images.",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    help="ray: classify on a Ray cluster (the [ray] extra); records in shards in --output DIR.",
+)
+@click.option("--ray-address", help="Ray cluster to join, e.g. HOST:6379 or auto (default: a local Ray).")
+@click.option(
+    "--resume", is_flag=True, help="With --engine ray: skip sources already recorded in --output DIR."
+)
 @version_option
 @user_errors
 def infer_command(
@@ -353,6 +374,9 @@ def infer_command(
     keep_patient_ids: bool,
     dicom_sr: Path | None,
     dicom_heatmaps: bool,
+    engine: str | None,
+    ray_address: str | None,
+    resume: bool,
 ) -> None:
     """Classify SCANS (files, folders searched recursively, or quoted glob patterns such as 'scans/**/*.png').
 
@@ -360,6 +384,10 @@ def infer_command(
     prevented it; JSONL and CSV records appear as soon as each is known. Exit status: 0 when every scan was
     classified, 1 when some failed, 2 for usage errors (no scans, missing, modified or invalid model).
     """
+    if engine == "ray" or ray_address or resume or output_format == "parquet":
+        from .ray_cli import infer_on_ray  # Ray is imported only here
+
+        return infer_on_ray(click.get_current_context().params)
     output_format = output_format or "table"
     studies = study_mode(output_format, studies, dicom_sr, dicom_heatmaps)
     to_file = output is not None and str(output) != "-"
@@ -371,20 +399,10 @@ def infer_command(
     started = time.perf_counter()
     done: list[Outcome] = []
     outputs: list[StudyOutput] = []
-    try:
-        with _sink(output) as sink:
-            pieces = _pieces(
-                classifier, items, output_format, top_k, explain is not None, show_progress, done
-            )
-            if studies:
-                pieces = _study_pieces(
-                    classifier, items, output_format, top_k, keep_patient_ids, done, outputs
-                )
-            for piece in pieces:
-                sink.write(piece)
-                sink.flush()
-    except ModelError as exc:  # the model failed on real scans: a model problem, like one found at load
-        raise click.BadParameter(f"{exc} The model cannot be used.", param_hint="'--model'") from exc
+    pieces = _pieces(classifier, items, output_format, top_k, explain is not None, show_progress, done)
+    if studies:
+        pieces = _study_pieces(classifier, items, output_format, top_k, keep_patient_ids, done, outputs)
+    _write(pieces, output)
     results = [result for _, result, _ in done]
     summary = _summary(results, classifier, time.perf_counter() - started)
     if to_file:

@@ -48,3 +48,11 @@ def test_check_listen_explains_itself() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "--kill-after N" in result.stdout
+
+
+def test_bench_ray_explains_itself() -> None:
+    result = subprocess.run(
+        [sys.executable, str(SCRIPTS / "bench_ray.py"), "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--engine ray" in result.stdout and "--count" in result.stdout

@@ -52,3 +52,17 @@ def tiny_keras_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("models") / "tiny.keras"
     save_keras(model, path, spec)
     return path
+
+
+@pytest.fixture(scope="session")
+def calibrated(tiny_keras_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model after tumor-calibrate on the sample scans (half of them for validation)."""
+    from click.testing import CliRunner
+
+    from tumorscan.train.calibrate_cli import calibrate_command
+
+    out = tmp_path_factory.mktemp("calibrated")
+    args = [str(tiny_keras_model), "--data", str(SAMPLE_TRAIN), "--out", str(out), "--val-split", "0.5"]
+    result = CliRunner().invoke(calibrate_command, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return out / "model.keras"

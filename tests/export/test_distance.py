@@ -6,13 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from tumorscan import Classifier
 from tumorscan.export.exporter import ExportOptions, ExportReport, export_model
 from tumorscan.export.formats import select_targets
 from tumorscan.images import load_pixels
-from tumorscan.train.calibrate_cli import calibrate_command
 from tumorscan.train.distance import (
     RATIO_RANGE,
     DistanceStats,
@@ -23,16 +21,6 @@ from tumorscan.train.distance import (
 )
 from tumorscan.train.keras_file import load_keras
 from tumorscan.trust import OUT_OF_DISTRIBUTION
-
-
-@pytest.fixture(scope="module")
-def calibrated(tiny_keras_model: Path, sample_train: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model after tumor-calibrate: its archive carries the distance statistics."""
-    out = tmp_path_factory.mktemp("calibrated")
-    args = [str(tiny_keras_model), "--data", str(sample_train), "--out", str(out), "--val-split", "0.5"]
-    result = CliRunner().invoke(calibrate_command, args, catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return out / "model.keras"
 
 
 @pytest.fixture(scope="module")

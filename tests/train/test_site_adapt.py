@@ -16,7 +16,6 @@ from tumorscan import Classifier
 from tumorscan.export.site_cli import adapt_command
 from tumorscan.folders import scan_dataset
 from tumorscan.shift import SHIFT_ENTRY
-from tumorscan.train.calibrate_cli import calibrate_command
 from tumorscan.train.keras_file import file_sha256, read_keras_spec
 from tumorscan.train.site_adapt import AdaptRecipe, site_rows, source_rows
 from tumorscan.train.site_data import grouped_folds, near_copy_groups
@@ -47,15 +46,6 @@ def tiny_site(sample_train: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     for scan in scans[:COPIED]:
         shutil.copy(scan.path, site / scan.label / f"copy {scan.path.name}")
     return site
-
-
-@pytest.fixture(scope="module")
-def calibrated(tiny_keras_model: Path, sample_train: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("calibrated")
-    args = [str(tiny_keras_model), "--data", str(sample_train), "--out", str(out), "--val-split", "0.5"]
-    result = CliRunner().invoke(calibrate_command, args, catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return out / "model.keras"
 
 
 @pytest.fixture(scope="module")

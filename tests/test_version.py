@@ -33,6 +33,7 @@ def test_every_command_is_covered() -> None:
         "tumor-trust",
         "tumor-adapt",
         "tumor-seal",
+        "tumor-listen",
     }
 
 

@@ -27,6 +27,7 @@ from .folders import Skipped, walk_scans
 from .heatmaps import write_heatmaps
 from .models import default_model_path
 from .names import csv_cell, display_width, not_utf8, pad, printable
+from .report_html import write_report
 from .study_output import StudyOutput, dicom_results, study_mode, study_pieces
 
 PROGRESS_THRESHOLD = 20
@@ -287,6 +288,19 @@ def _scan_items(scans: Sequence[str], output: Path | None, model: Path | None) -
     return items
 
 
+def _heatmaps_and_report(
+    classifier: Classifier, done: Sequence[Outcome], explain: Path | None, report: Path | None
+) -> bool:
+    """The --explain heatmaps, then the --report page (with them); True when some heatmap failed."""
+    heatmaps_failed, overlays = False, dict[int, bytes]()
+    if explain is not None:
+        heatmaps_failed = write_heatmaps(classifier, done, explain, overlays)
+    if report is not None:
+        write_report(report, done, classifier.labels, classifier.identity, overlays)
+        click.echo(f"wrote report {report}", err=True)
+    return heatmaps_failed
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("scans", nargs=-1, required=True)
 @click.option(
@@ -317,6 +331,12 @@ def _scan_items(scans: Sequence[str], output: Path | None, model: Path | None) -
     "--explain",
     type=click.Path(file_okay=False, path_type=Path),
     help="Also write a heatmap PNG per scan here: where the model looks (occlusion; seconds per scan).",
+)
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write one self-contained HTML page to look at the results: thumbnails, answers, abstentions, "
+    "errors, sortable and filterable (heatmaps too with --explain).",
 )
 @click.option(
     "--progress/--no-progress", default=None, help="Progress bar on stderr (default: when many scans)."
@@ -368,6 +388,7 @@ def infer_command(
     output: Path | None,
     abstain_threshold: float | None,
     explain: Path | None,
+    report: Path | None,
     progress: bool | None,
     trusted_keys: tuple[Path, ...],
     studies: bool,
@@ -399,7 +420,7 @@ def infer_command(
     started = time.perf_counter()
     done: list[Outcome] = []
     outputs: list[StudyOutput] = []
-    pieces = _pieces(classifier, items, output_format, top_k, explain is not None, show_progress, done)
+    pieces = _pieces(classifier, items, output_format, top_k, bool(explain or report), show_progress, done)
     if studies:
         pieces = _study_pieces(classifier, items, output_format, top_k, keep_patient_ids, done, outputs)
     _write(pieces, output)
@@ -408,9 +429,7 @@ def infer_command(
     if to_file:
         click.echo(f"wrote {output}", err=True)
     click.echo(summary, err=output_format != "table" or to_file)
-    heatmaps_failed = False
-    if explain is not None:
-        heatmaps_failed = write_heatmaps(classifier, done, explain)
+    heatmaps_failed = _heatmaps_and_report(classifier, done, explain, report)
     for message in dicom_results(outputs, classifier, dicom_sr, dicom_heatmaps):
         click.echo(message, err=True)
     if heatmaps_failed or any(not isinstance(result, Prediction) for result in results):

@@ -16,7 +16,7 @@ The result is an 'L' or 'RGB' PIL image for `tumorscan.images` to convert and re
 
 Every number read from the file is checked: a value that is not a number is a `DicomAttributeError`
 (code `bad_dicom_attribute`); values that are not finite after the rescale, or a flat frame after
-windowing, are an `EmptyImageError` (code `empty_image`, through `tumorscan.images.check_values`).
+windowing, are an `EmptyImageError` (code `empty_image`, through `tumorscan.pixel_limits.check_values`).
 
 Memory: a deflated file must inflate to at most `MAX_INFLATED_BYTES` (counted before pydicom
 inflates it), Rows x Columns must stay within `MAX_PIXELS`, and a compressed frame (JPEG, JPEG-LS,
@@ -45,7 +45,7 @@ from .errors import (
     MissingDependencyError,
     UnreadableFileError,
 )
-from .images import MAX_PIXELS, check_values
+from .pixel_limits import MAX_PIXELS, check_values
 
 RLE_LOSSLESS = "1.2.840.10008.1.2.5"
 DEFLATED_SYNTAX = b"1.2.840.10008.1.2.1.99"

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ._version import __version__
-from .classifier import Classifier, ModelIdentity, Prediction
+from .classifier import ModelIdentity, Prediction
 from .errors import MissingDependencyError, TumorscanError
 from .files import atomic_writer
 from .studies import StudyOutput
@@ -199,24 +199,3 @@ def write_report(results: StudyResults, model: ModelIdentity, folder: Path) -> P
     with atomic_writer(path) as stream:
         report.save_as(stream, enforce_file_format=True)
     return path
-
-
-def write_reports(
-    outputs: Sequence[StudyOutput], model: ModelIdentity, folder: Path, heatmaps: Classifier | None = None
-) -> list[str]:
-    """One SR per study with at least one classified slice; a message per study written or refused.
-
-    With `heatmaps` (the classifier), also the study's heatmap images (`tumorscan.dicom_heatmaps`).
-    """
-    from .dicom_heatmaps import write_heatmaps
-
-    messages = []
-    for results in collect(outputs):
-        try:
-            messages.append(f"wrote {write_report(results, model, folder)}")
-            if heatmaps is not None:
-                images = write_heatmaps(results, heatmaps, folder)
-                messages.append(f"wrote {len(images)} heatmap images to {folder / results.study_uid}")
-        except TumorscanError as exc:
-            messages.append(f"error {exc.code}: {exc}")
-    return messages

@@ -53,9 +53,15 @@ def _write_unique(folder: Path, name: str, data: bytes) -> Path:
     raise FileExistsError(f"{folder / name}: {MAX_TRIES} files of that name exist already")
 
 
-def write_heatmaps(classifier: Classifier, done: Sequence[tuple[Path, Any, Any]], folder: Path) -> bool:
+def write_heatmaps(
+    classifier: Classifier,
+    done: Sequence[tuple[Path, Any, Any]],
+    folder: Path,
+    keep: dict[int, bytes] | None = None,
+) -> bool:
     """One occlusion heatmap PNG per classified scan in `folder`; prints each failure and a summary line.
 
+    Each PNG written is also put in `keep` (when given) under its outcome's index, for `--report`.
     Returns True when some heatmap could not be made or written.
     """
     started, written, failed = time.perf_counter(), 0, 0
@@ -64,8 +70,11 @@ def write_heatmaps(classifier: Classifier, done: Sequence[tuple[Path, Any, Any]]
             continue
         try:
             heat = classifier.explain(pixels, result.label)
-            _write_unique(folder, heatmap_name(index, path), overlay_png(pixels, heat))
+            png = overlay_png(pixels, heat)
+            _write_unique(folder, heatmap_name(index, path), png)
             written += 1
+            if keep is not None:
+                keep[index] = png
         except (TumorscanError, OSError) as exc:
             failed += 1
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)

@@ -52,6 +52,9 @@ from .errors import (
     UnsupportedFormatError,
 )
 from .paths import check_scan_path
+from .pixel_limits import MAX_PIXELS as MAX_PIXELS  # re-exported; their home is `tumorscan.pixel_limits`
+from .pixel_limits import PEAK_BYTES_PER_PIXEL as PEAK_BYTES_PER_PIXEL
+from .pixel_limits import check_values as check_values
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 DICOM_EXTENSIONS = (".dcm", ".dicom")
@@ -59,14 +62,6 @@ SCAN_EXTENSIONS = IMAGE_EXTENSIONS + DICOM_EXTENSIONS
 DICOM_HEAD = 132
 """A DICOM file's preamble (128 bytes) and its 'DICM' marker."""
 PILLOW_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "TIFF")
-MAX_PIXELS = 64_000_000
-"""Largest scan accepted (width x height), checked from the header before decoding."""
-PEAK_BYTES_PER_PIXEL = 15
-"""Memory bound for one input: peak RSS grows by at most this many bytes per pixel of the scan (under
-0.9 GiB at MAX_PIXELS; measured at 64 megapixels: native 16-bit DICOM +794 MiB, 16-bit PNG +611 MiB,
-8-bit PNG +367 MiB, JPEG +185 MiB). A compressed DICOM frame is held to MAX_PIXELS through its own
-codestream header (`tumorscan.codestream`); a multi-frame DICOM also holds its file's bytes."""
-
 RESIZE_FILTER = Image.Resampling.BILINEAR
 TRANSPOSED_ORIENTATIONS = range(2, 9)
 """EXIF orientations that `ImageOps.exif_transpose` turns or flips (1 is upright)."""
@@ -199,29 +194,6 @@ def array_to_image(array: NDArray[np.generic], name: str = "<array>") -> Image.I
     if array.ndim == 2:
         return Image.fromarray(array.astype(np.float32), mode="F")
     return Image.fromarray(_stretch_to_uint8(array.astype(np.float32), name))
-
-
-def check_values(
-    values: NDArray[np.floating], name: str, stage: str = "", allow_flat: bool = False
-) -> tuple[float, float]:
-    """(min, max) of pixel values about to be stretched or windowed; refuse degenerate ones.
-
-    Raises:
-        EmptyImageError: no values, a NaN or infinity among them, or all of them equal (unless `allow_flat`).
-    """
-    where = f" {stage}" if stage else ""
-    if values.size == 0:
-        raise EmptyImageError(f"{name}: the image is empty (shape {values.shape}); pass a real scan.")
-    if not np.isfinite(values).all():
-        raise EmptyImageError(
-            f"{name}: the pixel values{where} are not all finite (NaN or infinity); the scan is unusable."
-        )
-    low, high = float(values.min()), float(values.max())
-    if high <= low and not allow_flat:
-        raise EmptyImageError(
-            f"{name}: the image{where} is flat (every pixel is {low:g}); nothing to classify."
-        )
-    return low, high
 
 
 def _stretch_to_uint8(values: NDArray[np.floating], name: str) -> NDArray[np.uint8]:

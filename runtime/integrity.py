@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .errors import MetadataError, ModelError, ModelIntegrityError
-from .metadata import is_tflite, tflite_metadata_span
 from .spec import METADATA_KEY, ModelSpec
+from .tflite_reader import is_tflite, tflite_metadata_span
 
 TFLITE_SCHEME = "tflite-v1"
 ONNX_SCHEME = "onnx-v1"

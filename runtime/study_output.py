@@ -9,8 +9,10 @@ from pathlib import Path
 
 import click
 
-from .classifier import Classifier, Result
-from .dicom_sr import write_reports
+from .classifier import Classifier, ModelIdentity, Result
+from .dicom_heatmaps import write_heatmaps
+from .dicom_sr import collect, write_report
+from .errors import TumorscanError
 from .folders import Skipped
 from .studies import ScanItem, StudyOutput, study_outputs
 
@@ -44,6 +46,25 @@ def dicom_results(
     if dicom_sr is None:
         return []
     return write_reports(outputs, classifier.identity, dicom_sr, classifier if dicom_heatmaps else None)
+
+
+def write_reports(
+    outputs: Sequence[StudyOutput], model: ModelIdentity, folder: Path, heatmaps: Classifier | None = None
+) -> list[str]:
+    """One SR per study with at least one classified slice; a message per study written or refused.
+
+    With `heatmaps` (the classifier), also the study's heatmap images (`tumorscan.dicom_heatmaps`).
+    """
+    messages = []
+    for results in collect(outputs):
+        try:
+            messages.append(f"wrote {write_report(results, model, folder)}")
+            if heatmaps is not None:
+                images = write_heatmaps(results, heatmaps, folder)
+                messages.append(f"wrote {len(images)} heatmap images to {folder / results.study_uid}")
+        except TumorscanError as exc:
+            messages.append(f"error {exc.code}: {exc}")
+    return messages
 
 
 def study_pieces(

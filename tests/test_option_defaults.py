@@ -25,9 +25,9 @@ from tumorscan.train.calibrate import calibrate_keras
 from tumorscan.train.calibrate_cli import calibrate_command
 from tumorscan.train.cli import evaluate_command, train_command
 from tumorscan.train.evaluate import evaluate_model
+from tumorscan.train.run_config import TrainConfig
 from tumorscan.train.site import AdaptOptions
 from tumorscan.train.site_adapt import AdaptRecipe
-from tumorscan.train.trainer import TrainConfig
 
 HOMES: list[tuple[click.Command, tuple[Callable[..., Any], ...]]] = [
     (export_command, (ExportOptions, ParityLimits)),

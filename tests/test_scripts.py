@@ -56,3 +56,11 @@ def test_bench_ray_explains_itself() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "--engine ray" in result.stdout and "--count" in result.stdout
+
+
+def test_measure_report_explains_itself() -> None:
+    result = subprocess.run(
+        [sys.executable, str(SCRIPTS / "measure_report.py"), "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "headless Chromium" in result.stdout and "--screenshot SCREENSHOT" in result.stdout

@@ -344,7 +344,7 @@ def calibrate_keras(
     """
     from tumorscan.train.data import load_dataset, stratified_split
     from tumorscan.train.keras_file import copy_with_spec, load_keras, read_keras_spec
-    from tumorscan.train.trainer import TrainConfig, require_training_stack
+    from tumorscan.train.run_config import TrainConfig, require_training_stack
 
     require_training_stack()
     spec = read_keras_spec(model_path) if model_path.is_file() else None

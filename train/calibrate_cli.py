@@ -9,7 +9,7 @@ import click
 from tumorscan.cli_support import user_errors, version_option
 from tumorscan.quiet import quiet_unless_verbose
 from tumorscan.train.calibrate import DEFAULT_TARGET_ACCURACY, calibrate_keras
-from tumorscan.train.trainer import TrainConfig
+from tumorscan.train.run_config import TrainConfig
 
 FOLDER = click.Path(path_type=Path, file_okay=False)
 SHIFTED_EXIT = 3

@@ -12,7 +12,8 @@ from tumorscan.quiet import quiet_unless_verbose
 from tumorscan.train.augment import AUGMENTATIONS
 from tumorscan.train.evaluate import evaluate_model
 from tumorscan.train.reporting import format_reports
-from tumorscan.train.trainer import MONITORS, STRATEGIES, TrainConfig, train
+from tumorscan.train.run_config import MONITORS, STRATEGIES, TrainConfig
+from tumorscan.train.trainer import train
 
 FOLDER = click.Path(path_type=Path, file_okay=False)
 

@@ -25,7 +25,7 @@ from tumorscan.errors import TumorscanError
 from tumorscan.train.data import default_cache_dir
 
 if TYPE_CHECKING:
-    from tumorscan.train.trainer import TrainConfig
+    from tumorscan.train.run_config import TrainConfig
 
 PEER_TIMEOUT_SECONDS = float(os.environ.get("TUMORSCAN_PEER_TIMEOUT", "120"))
 """How long a worker waits for every other worker of TF_CONFIG before giving up (seconds)."""

@@ -13,7 +13,7 @@ from tumorscan.spec import ModelSpec
 from tumorscan.train.data import load_dataset, make_dataset
 from tumorscan.train.keras_file import load_keras, require_keras_spec
 from tumorscan.train.reporting import model_report, write_reports
-from tumorscan.train.trainer import require_training_stack
+from tumorscan.train.run_config import require_training_stack
 
 
 @dataclass(frozen=True)

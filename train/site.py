@@ -226,7 +226,7 @@ def adapted_spec(
     are left out (the input checks stay). Without folds the parent's temperature and threshold stay.
     """
     from tumorscan.train.keras_file import file_sha256
-    from tumorscan.train.trainer import tool_versions
+    from tumorscan.train.run_config import tool_versions
 
     parent = inputs.spec
     trust = {k: v for k, v in (parent.trust or {}).items() if k not in ("feature_distance", "validation")}

@@ -15,13 +15,12 @@ A run folder holds:
 from __future__ import annotations
 
 import json
-import platform
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,14 +28,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-import tumorscan
-from tumorscan.errors import MissingDependencyError, TumorscanError
 from tumorscan.files import atomic_write_text
-from tumorscan.folders import refuse_split_roots
 from tumorscan.spec import InputSpec, ModelSpec
-from tumorscan.train.augment import AUGMENTATIONS, make_augmenter
 from tumorscan.train.calibrate import DEFAULT_TARGET_ACCURACY, calibrate_scans, write_trust_report
-from tumorscan.train.data import CachedScans, default_cache_dir, load_dataset, make_dataset, stratified_split
+from tumorscan.train.data import CachedScans, default_cache_dir, load_dataset, stratified_split
 from tumorscan.train.distribute import (
     Worker,
     distributed_dataset,
@@ -48,296 +43,24 @@ from tumorscan.train.distribute import (
     worker_config,
 )
 from tumorscan.train.keras_file import save_keras
+from tumorscan.train.pipelines import Pipeline, feature_pipeline, pixel_pipeline
 from tumorscan.train.reporting import model_report, write_reports
+from tumorscan.train.run_config import (
+    AUDIT,
+    CHECKPOINTS,
+    MONITORS,
+    RunLog,
+    TrainConfig,
+    TrainResult,
+    balanced_class_weights,
+    check_resumable,
+    prepare_output,
+    require_training_stack,
+    tool_versions,
+)
 
 if TYPE_CHECKING:
-    from tumorscan.train.architectures import Architecture, Transfer
-
-STRATEGIES = ("default", "mirrored", "multiworker")
-RECIPE = (
-    "arch",
-    "size",
-    "val_split",
-    "seed",
-    "monitor",
-    "weights",
-    "augment",
-    "class_weights",
-    "label_smoothing",
-    "lr",
-    "batch_size",
-)
-"""What a resumed run must repeat: the checkpoint's loss and optimizer and the run's records assume them."""
-MONITORS = {"val_loss": "min", "val_accuracy": "max"}
-CHECKPOINTS = "checkpoints"
-AUDIT = "audit"
-RUN_FILES = (
-    "model.keras",
-    "history.json",
-    "report.json",
-    "report.txt",
-    "confusion_matrix.png",
-    "learning_curves.png",
-    "train.log",
-    "run.json",
-)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything a training run depends on (recorded in run.json and the model's provenance)."""
-
-    arch: str
-    data: Path
-    out: Path
-    epochs: int = 30
-    size: tuple[int, int] = (224, 224)
-    batch_size: int = 32
-    lr: float = 1e-3
-    val_split: float = 0.15
-    seed: int = 0
-    augment: str = "seed"
-    class_weights: bool = False
-    label_smoothing: float = 0.0
-    patience: int = 5
-    monitor: str = "val_loss"
-    weights: str | None = None
-    strategy: str = "default"
-    test: Path | None = None
-    cache: Path | None = None
-    audit: bool = True
-    resume: bool = False
-    force: bool = False
-
-    def validate(self) -> None:
-        """Raise TumorscanError for option values no run can use."""
-        from tumorscan.train.architectures import ARCHITECTURES, get_architecture
-
-        architecture = get_architecture(self.arch)
-        problems = []
-        if self.epochs < 1:
-            problems.append("--epochs must be at least 1")
-        if self.batch_size < 1:
-            problems.append("--batch-size must be at least 1")
-        if min(self.size) < 32:
-            problems.append("--size must be at least 32")
-        if self.patience < 1:
-            problems.append("--patience must be at least 1")
-        if not 0 <= self.label_smoothing < 1:
-            problems.append("--label-smoothing must be at least 0 and below 1")
-        if self.augment not in AUGMENTATIONS:
-            problems.append(f"--augment must be one of {', '.join(AUGMENTATIONS)}")
-        if self.monitor not in MONITORS:
-            problems.append(f"--monitor must be one of {', '.join(MONITORS)}")
-        if self.strategy not in STRATEGIES:
-            problems.append(f"--strategy must be one of {', '.join(STRATEGIES)}")
-        if self.weights is not None and architecture.transfer is None:
-            takes = ", ".join(name for name, known in ARCHITECTURES.items() if known.transfer is not None)
-            problems.append(f"--weights applies to {takes} only; {self.arch} trains from scratch")
-        if problems:
-            raise TumorscanError("; ".join(problems) + ".")
-        refuse_split_roots(self.data, self.test)  # before the run folder is touched
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict (paths as strings)."""
-        return {
-            key: (str(value) if isinstance(value, Path) else value) for key, value in asdict(self).items()
-        }
-
-
-@dataclass
-class TrainResult:
-    """What a finished run produced."""
-
-    out: Path
-    model_path: Path
-    reports: dict[str, dict[str, Any]]
-    best_epoch: int
-    epochs_run: int
-    timings: dict[str, Any] = field(default_factory=dict)
-
-
-class RunLog:
-    """Timestamped lines to stderr and appended to the run's train.log."""
-
-    def __init__(self, path: Path, echo: bool = True) -> None:
-        self.path = path
-        self.echo = echo
-        path.parent.mkdir(parents=True, exist_ok=True)
-
-    def __call__(self, message: str) -> None:
-        stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
-        with self.path.open("a", encoding="utf-8") as stream:
-            for line in message.splitlines() or [""]:
-                stream.write(f"{stamp} {line}\n")
-        if self.echo:
-            print(message, file=sys.stderr, flush=True)
-
-
-def require_training_stack() -> None:
-    """Raise MissingDependencyError naming the [train] extra when TensorFlow or Keras is missing."""
-    try:
-        import keras  # noqa: F401
-        import tensorflow  # noqa: F401
-    except ImportError as exc:
-        raise MissingDependencyError(exc.name or "tensorflow", "train", "Training and evaluation") from exc
-
-
-def tool_versions() -> dict[str, str]:
-    """Versions of what shaped a model: Python, tumorscan, TensorFlow, Keras, NumPy, Pillow."""
-    import keras
-    import PIL
-    import tensorflow as tf
-
-    return {
-        "python": platform.python_version(),
-        "tumorscan": tumorscan.__version__,
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "numpy": np.__version__,
-        "pillow": PIL.__version__,
-    }
-
-
-def balanced_class_weights(label_ids: NDArray[np.integer], num_classes: int) -> dict[int, float]:
-    """Weights n / (k * n_class), so every class contributes equally to the loss."""
-    counts = np.bincount(label_ids, minlength=num_classes)
-    return {i: float(len(label_ids) / (num_classes * c)) if c else 0.0 for i, c in enumerate(counts)}
-
-
-def holds_run(out: Path) -> bool:
-    """True when `out` already holds (part of) a training run."""
-    return any((out / name).exists() for name in (*RUN_FILES, CHECKPOINTS))
-
-
-def prepare_output(config: TrainConfig) -> None:
-    """Refuse an output folder that holds a run unless resuming or forcing; with --force, clear it.
-
-    Raises:
-        TumorscanError: the folder holds a run (without --resume/--force), or --resume finds none.
-    """
-    out = config.out
-    if config.resume:
-        if not (out / CHECKPOINTS / "state.json").is_file():
-            raise TumorscanError(f"{out}: holds no checkpoint to resume; start a new run without --resume.")
-        return
-    if holds_run(out):
-        if not config.force:
-            raise TumorscanError(
-                f"{out}: already holds a training run; pass --resume to continue it, --force to replace it, "
-                "or choose another --out."
-            )
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
-        for folder in (CHECKPOINTS, AUDIT):
-            shutil.rmtree(out / folder, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
-
-
-def _check_resumable(config: TrainConfig) -> dict[str, Any]:
-    """The saved checkpoint state, after checking the run it belongs to matches `config`."""
-    out = config.out
-    try:
-        state: dict[str, Any] = json.loads((out / CHECKPOINTS / "state.json").read_text(encoding="utf-8"))
-        previous = json.loads((out / "run.json").read_text(encoding="utf-8"))["config"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise TumorscanError(
-            f"{out}: the run's checkpoint state is unreadable ({exc}); start again with --force."
-        ) from exc
-    current = json.loads(json.dumps(config.to_json()))
-    changed = [
-        f"{key} {previous.get(key)} -> {current[key]}" for key in RECIPE if previous.get(key) != current[key]
-    ]
-    if Path(previous["data"]).resolve() != config.data.resolve():
-        changed.append(f"data {previous['data']} -> {config.data}")
-    if changed:
-        raise TumorscanError(
-            f"{out}: cannot resume with different settings ({'; '.join(changed)}); repeat the run's options."
-        )
-    if state["epoch"] + 1 >= config.epochs:
-        done = state["epoch"] + 1
-        raise TumorscanError(
-            f"{out}: the run already completed {done} epochs; pass a larger --epochs to continue."
-        )
-    return state
-
-
-@dataclass
-class _Pipeline:
-    """What differs between training a whole network and a head on cached backbone features."""
-
-    build: Callable[[], Any]
-    dataset: Callable[..., Any]
-    """(source, rows, training, shard=None) -> a tf.data pipeline; shard: see `make_dataset`."""
-    finalize: Callable[[Any], Any]
-
-
-def _pixel_pipeline(config: TrainConfig, sources: dict[str, CachedScans], shuffle_seed: int) -> _Pipeline:
-    from tumorscan.train.architectures import build_model
-
-    augment = make_augmenter(config.augment, shuffle_seed)
-    num_classes = len(sources["train"].labels)
-
-    def dataset(source: str, indices: NDArray[np.int64], training: bool, shard: Any = None) -> Any:
-        return make_dataset(
-            sources[source],
-            indices,
-            config.batch_size,
-            shuffle_seed=shuffle_seed if training else None,
-            augment=augment if training else None,
-            shard=shard,
-        )
-
-    return _Pipeline(
-        build=lambda: build_model(config.arch, config.size, num_classes),
-        dataset=dataset,
-        finalize=lambda model: model,
-    )
-
-
-def _feature_pipeline(
-    config: TrainConfig,
-    sources: dict[str, CachedScans],
-    shuffle_seed: int,
-    transfer: Transfer,
-    backbone: Any,
-    cache_dir: Path,
-    log: RunLog,
-) -> _Pipeline:
-    from tumorscan.train.architectures import build_model
-    from tumorscan.train.transfer import (
-        AUGMENTATION_NOTE,
-        backbone_features,
-        backbone_fingerprint,
-        feature_dataset,
-    )
-
-    if config.augment != "none":
-        log(AUGMENTATION_NOTE.format(arch=config.arch))
-    fingerprint = backbone_fingerprint(backbone)
-    features = {}
-    for name, scans in sources.items():
-        started = time.time()
-        features[name] = backbone_features(backbone, scans, cache_dir, config.batch_size, fingerprint)
-        log(f"{config.arch} features of {len(scans)} {name} scans ready in {time.time() - started:.1f} s")
-    num_classes = len(sources["train"].labels)
-
-    def dataset(source: str, indices: NDArray[np.int64], training: bool, shard: None = None) -> Any:
-        return feature_dataset(
-            features[source],
-            sources[source].label_ids,
-            indices,
-            config.batch_size,
-            shuffle_seed=shuffle_seed if training else None,
-        )
-
-    return _Pipeline(
-        build=lambda: transfer.head(int(features["train"].shape[1]), num_classes),
-        dataset=dataset,
-        finalize=lambda head: build_model(
-            config.arch, config.size, num_classes, head=head, backbone=backbone
-        ),
-    )
+    from tumorscan.train.architectures import Architecture
 
 
 def _run_audit(config: TrainConfig, log: RunLog, progress: bool) -> Any:
@@ -399,7 +122,7 @@ def _load_data(config: TrainConfig, cache_dir: Path, log: RunLog, progress: bool
 
 
 def _model_to_fit(
-    config: TrainConfig, pipeline: _Pipeline, strategy: Any, state: dict[str, Any] | None
+    config: TrainConfig, pipeline: Pipeline, strategy: Any, state: dict[str, Any] | None
 ) -> Any:
     """A new compiled model, or the last checkpoint (weights and optimizer state) when resuming."""
     import keras
@@ -419,7 +142,7 @@ def _model_to_fit(
 
 
 def _reports(
-    model: Any, pipeline: _Pipeline, data: _Data, audit: Any, log: RunLog
+    model: Any, pipeline: Pipeline, data: _Data, audit: Any, log: RunLog
 ) -> dict[str, dict[str, Any]]:
     """Classification reports on validation, the test folder and its clean subset (when audited)."""
     evaluations = {"validation": ("train", data.val_rows)}
@@ -496,7 +219,7 @@ def _start_run(config: TrainConfig, echo: bool) -> _Run:
     strategy, worker = select_strategy(config.strategy)
     config, worker_out = worker_config(config, worker)
     prepare_output(config)
-    state = share_state(strategy, worker, _check_resumable(config) if config.resume else None)
+    state = share_state(strategy, worker, check_resumable(config) if config.resume else None)
     started = time.time()
     out = config.out
     log = RunLog(out / "train.log", echo=echo)
@@ -533,16 +256,16 @@ def _audit_and_load(run: _Run, progress: bool) -> tuple[Any, Path, _Data]:
     return audit, cache_dir, data
 
 
-def _make_pipeline(run: _Run, data: _Data, cache_dir: Path, seed: int) -> _Pipeline:
+def _make_pipeline(run: _Run, data: _Data, cache_dir: Path, seed: int) -> Pipeline:
     """Seed Keras for the epochs to come and build the pixel (or backbone feature) pipeline."""
     import keras
 
     keras.utils.set_random_seed(seed)
     transfer = run.architecture.transfer
     if transfer is None:
-        return _pixel_pipeline(run.config, data.sources, seed)
+        return pixel_pipeline(run.config, data.sources, seed)
     with _timed(run.timings, "feature_seconds"):
-        return _feature_pipeline(run.config, data.sources, seed, transfer, run.backbone, cache_dir, run.log)
+        return feature_pipeline(run.config, data.sources, seed, transfer, run.backbone, cache_dir, run.log)
 
 
 def _class_weight(config: TrainConfig, data: _Data, log: RunLog) -> dict[int, float] | None:
@@ -554,7 +277,7 @@ def _class_weight(config: TrainConfig, data: _Data, log: RunLog) -> dict[int, fl
     return class_weight
 
 
-def _fit(run: _Run, data: _Data, pipeline: _Pipeline, initial_epoch: int) -> dict[str, Any]:
+def _fit(run: _Run, data: _Data, pipeline: Pipeline, initial_epoch: int) -> dict[str, Any]:
     """Build or resume the model and fit it, checkpointing each epoch; returns the final checkpoint state."""
     from tumorscan.train.checkpoints import RunCheckpoint
 

@@ -36,6 +36,7 @@ from tumorscan.train.keras_file import file_sha256, require_keras_spec
 from ..exporter import provenance
 from ..formats import TARGETS, parse_names
 from ..parity import compare_probabilities
+from .ratios import compute_ratios
 from .report import (
     BASELINE,
     FAILED,
@@ -49,7 +50,6 @@ from .report import (
     FormatResult,
     ModelBench,
     Timing,
-    compute_ratios,
 )
 
 if TYPE_CHECKING:

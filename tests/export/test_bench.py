@@ -10,12 +10,12 @@ import pytest
 from click.testing import CliRunner
 
 from tumorscan.export.bench.cli import bench_command
+from tumorscan.export.bench.ratios import compute_ratios
 from tumorscan.export.bench.report import (
     ColdStart,
     FormatResult,
     ModelBench,
     Timing,
-    compute_ratios,
     format_bench,
 )
 from tumorscan.export.bench.run import BENCH_FORMATS, BenchOptions, _notes, run_bench

@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 
 from tumorscan.train.cli import train_command
 from tumorscan.train.keras_file import load_keras, read_keras_spec
-from tumorscan.train.trainer import RUN_FILES
+from tumorscan.train.run_config import RUN_FILES
 
 LABELS = ("glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor")
 TINY = ["--size", "32", "--batch-size", "8", "--no-audit"]

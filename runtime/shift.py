@@ -284,18 +284,6 @@ def reference_of(spec_trust: Mapping[str, Any] | None, labels: Sequence[str], so
     return Observations.from_entry(entry, labels, source)
 
 
-def flagged_by(
-    trust: Trust | None, pixels: NDArray[np.uint8], distance_ratio: NDArray[np.floating] | None
-) -> NDArray[np.bool_]:
-    """Scans the input checks or the feature distance flag out of distribution."""
-    flagged = np.zeros(len(pixels), dtype=bool)
-    if trust is not None:
-        flagged |= np.array([bool(r) for r in trust.out_of_range(pixels)], dtype=bool)
-    if distance_ratio is not None:
-        flagged |= np.asarray(distance_ratio).reshape(-1) > 1
-    return flagged
-
-
 def site_sources(folder: Path) -> list[Path]:
     """The scans of a site folder (recursive; labels are not needed).
 
@@ -337,7 +325,8 @@ def observe_folder(classifier: Classifier, sources: Sequence[Path], batch_size: 
         if batch:
             pixels = np.stack(batch)
             probabilities, distance = classifier.probabilities_and_distance(pixels)
-            flagged = flagged_by(classifier.trust, pixels, distance)
+            far = None if distance is None else distance > 1
+            flagged = (classifier.trust or Trust()).out_of_distribution(pixels, far)
             parts.append(observe(classifier.labels, probabilities, pixels, distance, flagged))
             batch.clear()
 

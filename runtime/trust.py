@@ -149,6 +149,13 @@ class Trust:
                 found[index].append(name)
         return found
 
+    def out_of_distribution(
+        self, pixels: NDArray[np.uint8], far: NDArray[np.bool_] | None = None
+    ) -> NDArray[np.bool_]:
+        """Images an input statistic puts out of range, or whose feature distance is beyond its threshold."""
+        flagged = np.array([bool(failed) for failed in self.out_of_range(pixels)], dtype=bool)
+        return flagged if far is None else flagged | np.asarray(far, dtype=bool).reshape(-1)
+
     def reasons(
         self,
         probabilities: NDArray[np.float32],
@@ -163,10 +170,9 @@ class Trust:
         """
         limit = self.threshold if threshold is None else threshold
         confidences = probabilities.max(axis=1)
-        distant = np.zeros(len(pixels), dtype=bool) if far is None else far
         results = []
-        for confidence, failed, beyond in zip(confidences, self.out_of_range(pixels), distant, strict=True):
-            reasons = [OUT_OF_DISTRIBUTION] if failed or beyond else []
+        for confidence, flagged in zip(confidences, self.out_of_distribution(pixels, far), strict=True):
+            reasons = [OUT_OF_DISTRIBUTION] if flagged else []
             if limit is not None and confidence < limit:
                 reasons.append(LOW_CONFIDENCE)
             results.append(tuple(reasons))

@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tumorscan.errors import MetadataError, ModelError
-from tumorscan.shift import SHIFT_ENTRY, flagged_by, observe
+from tumorscan.shift import SHIFT_ENTRY, observe
 from tumorscan.train.batches import keras_outputs
 from tumorscan.train.distance import (
     DISTANCE_ENTRY,
@@ -190,9 +190,7 @@ def fit_trust(
     after = apply_temperature(validation, temperature)
     checks = fit_input_checks(training_statistics)
     trust = Trust(input_checks={k: (v[0], v[1]) for k, v in checks.items()})
-    flagged = np.array([bool(r) for r in trust.out_of_range(validation_pixels)], dtype=bool)
-    if far is not None:
-        flagged |= far
+    flagged = trust.out_of_distribution(validation_pixels, far)
     threshold = choose_threshold(after[~flagged], truth[~flagged], target_accuracy)  # of what is left
     answered = (after.max(axis=1) >= threshold) & ~flagged
     measured = {
@@ -279,7 +277,7 @@ def shift_reference(
     keep, _ = shift_reference_rows(len(pixels))
     checks = Trust(input_checks={k: (v[0], v[1]) for k, v in fit.entry["input_checks"].items()})
     ratio = None if distance_ratio is None else distance_ratio[keep]
-    flagged = flagged_by(checks, pixels[keep], ratio)
+    flagged = checks.out_of_distribution(pixels[keep], None if ratio is None else ratio > 1)
     observations = observe(labels, fit.after[keep], pixels[keep], ratio, flagged)
     return observations.to_entry(
         scans_from="validation",
@@ -344,7 +342,7 @@ def calibrate_keras(
     """
     from tumorscan.train.data import load_dataset, stratified_split
     from tumorscan.train.keras_file import copy_with_spec, load_keras, read_keras_spec
-    from tumorscan.train.run_config import TrainConfig, require_training_stack
+    from tumorscan.train.run_config import recorded_split, require_training_stack
 
     require_training_stack()
     spec = read_keras_spec(model_path) if model_path.is_file() else None
@@ -353,9 +351,9 @@ def calibrate_keras(
             f"{model_path}: no .keras file with a tumorscan spec (labels, input size); train it with "
             "tumor-train or save it with tumorscan.train.keras_file.save_keras."
         )
-    config = spec.provenance.get("config") or {}
-    val_split = float(config.get("val_split", TrainConfig.val_split)) if val_split is None else val_split
-    seed = int(config.get("seed", TrainConfig.seed)) if seed is None else seed
+    recorded = recorded_split(spec.provenance)
+    val_split = recorded[0] if val_split is None else val_split
+    seed = recorded[1] if seed is None else seed
     model = load_keras(model_path)
     scans = load_dataset(data, spec.input.size, cache, labels=spec.labels, progress=progress)
     train_rows, val_rows = stratified_split(scans.label_ids, val_split, seed, spec.labels)

@@ -22,13 +22,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tumorscan.errors import MetadataError, SiteError
-from tumorscan.shift import SHIFT_ENTRY, flagged_by, observe
+from tumorscan.shift import SHIFT_ENTRY, observe
 from tumorscan.spec import ModelSpec
 from tumorscan.train.calibrate import DEFAULT_TARGET_ACCURACY
 from tumorscan.train.data import CachedScans, default_cache_dir, load_dataset, stratified_split
+from tumorscan.train.run_config import recorded_split
 from tumorscan.train.site_adapt import AdaptRecipe, Pool, fine_tune, probabilities
 from tumorscan.train.site_data import MIN_FOLD_SCANS, grouped_folds, load_site, site_groups
-from tumorscan.train.site_folds import Fold, FoldRun, PooledFolds, SiteFit, out_of_fold, pool_folds, run_folds
+from tumorscan.train.site_folds import Fold, FoldRun, PooledFolds, SiteFit, pool_folds, run_folds
 from tumorscan.trust import Trust, apply_temperature
 
 Log = Callable[[str], None]
@@ -119,7 +120,7 @@ def load_inputs(options: AdaptOptions, spec: ModelSpec, log: Log) -> Inputs:
     if options.data is not None:
         source = load_dataset(options.data, spec.input.size, cache, labels=spec.labels)
         source_train, source_val = stratified_split(
-            source.label_ids, float(config.get("val_split", 0.15)), int(config.get("seed", 0)), spec.labels
+            source.label_ids, *recorded_split(spec.provenance), spec.labels
         )
     else:
         log(
@@ -172,6 +173,9 @@ class Estimate:
     """The fold estimate: the parent's predictions, every fold, the pooled held-out predictions."""
 
     before: NDArray[np.float32]
+    """the parent's probabilities on every site scan, with its own temperature"""
+    before_answered: NDArray[np.bool_]
+    """the site scans the parent answers at its own threshold"""
     validation_before: float | None
     folds: list[Fold]
     pooled: PooledFolds
@@ -185,16 +189,18 @@ def _estimate(options: AdaptOptions, inputs: Inputs, log: Log) -> Estimate:
     fold_of = grouped_folds(inputs.truth, inputs.groups, options.folds, options.recipe.seed)
     run = _fold_run(options, inputs)
     parent = load_keras(options.model)
-    before = probabilities(parent, inputs.site.pixels, np.arange(len(inputs.site)))
+    trust = Trust.from_spec(inputs.spec) or Trust()
+    before = trust.calibrate(probabilities(parent, inputs.site.pixels, np.arange(len(inputs.site))))
+    answered = before.max(axis=1) >= (trust.threshold or 0.0)
     validation_before = run.validation(parent) if run.validation else None
     folds = run_folds(fold_of, run, log)
-    pooled = pool_folds(folds, inputs.truth, inputs.clean, options.target_accuracy)
-    return Estimate(before, validation_before, folds, pooled, fold_of)
+    pooled = pool_folds(folds, fold_of, inputs.truth, inputs.clean, options.target_accuracy)
+    return Estimate(before, answered, validation_before, folds, pooled, fold_of)
 
 
 def final_fit(inputs: Inputs, estimate: Estimate, target: float) -> SiteFit:
     """The deployed model's temperature and threshold: fitted on every clean out-of-fold prediction."""
-    raw = out_of_fold(estimate.folds, len(inputs.site))
+    raw = estimate.pooled.raw
     return SiteFit.on(raw[inputs.clean], inputs.truth[inputs.clean], target)
 
 
@@ -210,10 +216,10 @@ def adapt_all(options: AdaptOptions, inputs: Inputs, log: Log) -> tuple[Any, flo
 def site_reference(inputs: Inputs, estimate: Estimate, fit: SiteFit) -> dict[str, Any]:
     """The adapted model's shift reference: the clean out-of-fold predictions, with the site's temperature."""
     rows = np.flatnonzero(inputs.clean)
-    calibrated = apply_temperature(out_of_fold(estimate.folds, len(inputs.site))[rows], fit.temperature)
+    calibrated = apply_temperature(estimate.pooled.raw[rows], fit.temperature)
     pixels = np.asarray(inputs.site.pixels[rows])
     checks = Trust.from_spec(inputs.spec) or Trust()
-    observations = observe(inputs.spec.labels, calibrated, pixels, None, flagged_by(checks, pixels, None))
+    observations = observe(inputs.spec.labels, calibrated, pixels, None, checks.out_of_distribution(pixels))
     return observations.to_entry(scans_from="site, out-of-fold predictions of the grouped folds")
 
 

@@ -28,16 +28,14 @@ from tumorscan.shift import ALPHA, Observations, compare, observe_folder, refere
 from tumorscan.train.audit import load_clean_subset, relative_name
 from tumorscan.train.calibrate import shift_reference_rows
 from tumorscan.train.data import stratified_split
+from tumorscan.train.run_config import recorded_split
 
 
 def kept_out_validation(classifier: Classifier, data: Path) -> list[Path]:
     """The validation scans of `data` that the model's shift reference leaves out."""
-    config = classifier.spec.provenance.get("config") or {}
     scans = scan_dataset(data, classifier.labels)
     label_ids = np.array([classifier.labels.index(s.label) for s in scans], dtype=np.int32)
-    _, validation = stratified_split(
-        label_ids, float(config.get("val_split", 0.15)), int(config.get("seed", 0))
-    )
+    _, validation = stratified_split(label_ids, *recorded_split(classifier.spec.provenance))
     _, kept_out = shift_reference_rows(len(validation))
     return [scans[int(i)].path for i in validation[kept_out]]
 

@@ -143,6 +143,12 @@ class RunLog:
             print(message, file=sys.stderr, flush=True)
 
 
+def recorded_split(provenance: dict[str, Any] | None) -> tuple[float, int]:
+    """The validation fraction and seed a model was trained with (its provenance), else `TrainConfig`'s."""
+    config = (provenance or {}).get("config") or {}
+    return float(config.get("val_split", TrainConfig.val_split)), int(config.get("seed", TrainConfig.seed))
+
+
 def require_training_stack() -> None:
     """Raise MissingDependencyError naming the [train] extra when TensorFlow or Keras is missing."""
     try:

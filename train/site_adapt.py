@@ -97,8 +97,10 @@ def _training_set(
     recipe: AdaptRecipe,
 ) -> tuple[NDArray[np.uint8], NDArray[np.int32]]:
     """Pixels and labels of one epoch, site and source rows together."""
-    rows = site_rows(site.label_ids, held_in, recipe)
-    pixels, labels = [site.pixels[np.sort(rows)]], [site.label_ids[np.sort(rows)]]
+    rows = np.sort(
+        site_rows(site.label_ids, held_in, recipe)
+    )  # in file order: memory-map reads stay sequential
+    pixels, labels = [site.pixels[rows]], [site.label_ids[rows]]
     if source is not None and source_train is not None and recipe.source_per_class:
         mixed = source_rows(source.label_ids, source_train, recipe)
         pixels.append(np.asarray(source.pixels[mixed]))

@@ -24,6 +24,7 @@ from tumorscan.train.calibrate import (
     expected_calibration_error,
     fit_temperature,
 )
+from tumorscan.train.reporting import classification_report
 from tumorscan.trust import apply_temperature
 
 
@@ -93,23 +94,26 @@ def run_folds(fold_of: NDArray[np.int64], run: FoldRun, log: Callable[[str], Non
 class PooledFolds:
     """The held-out predictions of every fold, pooled, with each fold's site calibration applied."""
 
+    raw: NDArray[np.float32]
+    """every site scan's probabilities from the fold model that held it out (uncalibrated)"""
     after: NDArray[np.float32]
-    """calibrated probabilities of every site scan (held out by its fold)"""
+    """the same with the site temperature of its fold"""
     answered: NDArray[np.bool_]
-    fold_of: NDArray[np.int64]
     fits: tuple[SiteFit, ...]
 
 
 def pool_folds(
-    folds: list[Fold], truth: NDArray[np.int32], clean: NDArray[np.bool_], target: float
+    folds: list[Fold],
+    fold_of: NDArray[np.int64],
+    truth: NDArray[np.int32],
+    clean: NDArray[np.bool_],
+    target: float,
 ) -> PooledFolds:
     """Pool the folds; each fold's temperature and threshold come from the other folds' clean scans."""
-    count = len(truth)
-    raw = out_of_fold(folds, count)
-    fold_of = np.zeros(count, dtype=np.int64)
+    raw = np.zeros((len(truth), folds[0].probabilities.shape[1]), dtype=np.float32)
     for fold in folds:
-        fold_of[fold.held_out] = fold.index
-    after, answered, fits = np.zeros_like(raw), np.zeros(count, dtype=bool), []
+        raw[fold.held_out] = fold.probabilities
+    after, answered, fits = np.zeros_like(raw), np.zeros(len(truth), dtype=bool), []
     for fold in folds:
         others = (fold_of != fold.index) & clean
         fit = SiteFit.on(raw[others], truth[others], target)
@@ -117,15 +121,7 @@ def pool_folds(
         after[rows] = apply_temperature(raw[rows], fit.temperature)
         answered[rows] = after[rows].max(axis=1) >= fit.threshold
         fits.append(fit)
-    return PooledFolds(after, answered, fold_of, tuple(fits))
-
-
-def out_of_fold(folds: list[Fold], count: int) -> NDArray[np.float32]:
-    """Every scan's probabilities from the fold model that held it out (uncalibrated)."""
-    raw = np.zeros((count, folds[0].probabilities.shape[1]), dtype=np.float32)
-    for fold in folds:
-        raw[fold.held_out] = fold.probabilities
-    return raw
+    return PooledFolds(raw, after, answered, tuple(fits))
 
 
 def metrics(
@@ -135,17 +131,12 @@ def metrics(
     labels: tuple[str, ...],
 ) -> dict[str, Any]:
     """Accuracy, per-class recall, answered share and accuracy, ECE of some scans."""
-    predicted = probabilities.argmax(axis=1)
-    recall = {
-        label: round(float((predicted[truth == c] == c).mean()), 4)
-        for c, label in enumerate(labels)
-        if (truth == c).any()
-    }
+    classes = classification_report(truth, probabilities.argmax(axis=1), labels)["classes"]
     table = coverage_table(probabilities, truth, answered)
     return {
         "scans": len(truth),
-        "accuracy": round(float((predicted == truth).mean()), 4),
-        "recall": recall,
+        "accuracy": round(table["accuracy_all"], 4),
+        "recall": {label: round(row["recall"], 4) for label, row in classes.items() if row["support"]},
         "answered": round(float(table["coverage"]), 4),
         "accuracy_answered": None
         if table["accuracy_answered"] is None

@@ -12,11 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from tumorscan.files import atomic_write_text
 from tumorscan.train.site_folds import metrics
-from tumorscan.trust import Trust
 
 if TYPE_CHECKING:
     from tumorscan.train.site import AdaptOptions, Estimate, Inputs
@@ -24,17 +22,8 @@ if TYPE_CHECKING:
 REPORT_FILE, FIGURE_FILE = "site_report.json", "site_report.png"
 
 
-def _before(inputs: Inputs, estimate: Estimate) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
-    """The parent's calibrated probabilities and which scans it answers (confidence at its threshold)."""
-    trust = Trust.from_spec(inputs.spec) or Trust()
-    calibrated = trust.calibrate(estimate.before)
-    threshold = trust.threshold if trust.threshold is not None else 0.0
-    return calibrated, calibrated.max(axis=1) >= threshold
-
-
 def _scan_rows(inputs: Inputs, estimate: Estimate) -> list[dict[str, Any]]:
-    labels, names = inputs.spec.labels, inputs.site.relative_paths()
-    before, _ = _before(inputs, estimate)
+    labels, names, before = inputs.spec.labels, inputs.site.relative_paths(), estimate.before
     after, answered = estimate.pooled.after, estimate.pooled.answered
     return [
         {
@@ -59,8 +48,7 @@ def _scan_rows(inputs: Inputs, estimate: Estimate) -> list[dict[str, Any]]:
 def pooled_metrics(inputs: Inputs, estimate: Estimate) -> dict[str, Any]:
     """Before and after, on the clean held-out scans and on all of them."""
     labels = inputs.spec.labels
-    before, before_answered = _before(inputs, estimate)
-    pooled = estimate.pooled
+    before, before_answered, pooled = estimate.before, estimate.before_answered, estimate.pooled
     result = {}
     for name, rows in (("clean", inputs.clean), ("all", np.ones(len(inputs.truth), dtype=bool))):
         if rows.any():
@@ -114,7 +102,7 @@ def _figure(inputs: Inputs, estimate: Estimate, target: float, path: Path) -> No
     from tumorscan.train.trust_report import Outcome, risk_coverage
 
     labels, rows, truth = inputs.spec.labels, inputs.clean, inputs.truth[inputs.clean]
-    before, _ = _before(inputs, estimate)
+    before = estimate.before
     figure = new_figure(figsize=(17, 5), layout="constrained")
     axes = figure.subplots(1, 3)
     curves = {"before": before[rows], "after": estimate.pooled.after[rows]}

@@ -134,9 +134,9 @@ def test_a_fold_threshold_never_sees_its_own_fold() -> None:
     logits = 2.0 * np.eye(3)[truth] + rng.normal(0, 1, (60, 3))
     probabilities = (np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)).astype(np.float32)
     folds = [Fold(i, np.arange(i, 60, 3), probabilities[i::3], None, 0.0) for i in range(3)]
-    first = pool_folds(folds, truth, np.ones(60, dtype=bool), 0.6)
+    first = pool_folds(folds, np.arange(60) % 3, truth, np.ones(60, dtype=bool), 0.6)
     changed = [replace(folds[0], probabilities=np.roll(folds[0].probabilities, 1, axis=1)), *folds[1:]]
-    second = pool_folds(changed, truth, np.ones(60, dtype=bool), 0.6)
+    second = pool_folds(changed, np.arange(60) % 3, truth, np.ones(60, dtype=bool), 0.6)
     assert first.fits[0] == second.fits[0]  # fold 0's fit uses folds 1 and 2 only
     assert first.fits[1] != second.fits[1]
 

@@ -27,17 +27,18 @@ from tumorscan.folders import scan_dataset
 from tumorscan.shift import ALPHA, Observations, compare, observe_folder, reference_of
 from tumorscan.train.audit import load_clean_subset, relative_name
 from tumorscan.train.calibrate import shift_reference_rows
-from tumorscan.train.data import stratified_split
+from tumorscan.train.data import load_dataset
 from tumorscan.train.run_config import recorded_split
+from tumorscan.train.splits import validation_split
 
 
-def kept_out_validation(classifier: Classifier, data: Path) -> list[Path]:
+def kept_out_validation(classifier: Classifier, data: Path, cache: Path) -> list[Path]:
     """The validation scans of `data` that the model's shift reference leaves out."""
-    scans = scan_dataset(data, classifier.labels)
-    label_ids = np.array([classifier.labels.index(s.label) for s in scans], dtype=np.int32)
-    _, validation = stratified_split(label_ids, *recorded_split(classifier.spec.provenance))
+    scans = load_dataset(data, classifier.spec.input.size, cache, labels=classifier.labels, progress=False)
+    _, validation = validation_split(scans, *recorded_split(classifier.spec.provenance), progress=False)
     _, kept_out = shift_reference_rows(len(validation))
-    return [scans[int(i)].path for i in validation[kept_out]]
+    names = scans.relative_paths()
+    return [scans.root / names[int(i)] for i in validation[kept_out]]
 
 
 def draws(
@@ -65,7 +66,9 @@ def measure(arguments: argparse.Namespace) -> dict[str, Any]:
     clean = load_clean_subset(arguments.audit)
     test = [s.path for s in scan_dataset(arguments.test, classifier.labels)]
     sets = {
-        "validation kept out (training source)": kept_out_validation(classifier, arguments.data),
+        "validation kept out (training source)": kept_out_validation(
+            classifier, arguments.data, arguments.cache
+        ),
         "test scans with a training copy (training source)": [
             p for p in test if relative_name(p, arguments.test) not in clean
         ],
@@ -94,6 +97,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="The model's training folder.")
     parser.add_argument("--test", type=Path, required=True, help="The labelled test folder.")
     parser.add_argument("--audit", type=Path, required=True, help="audit.json of --test against --data.")
+    parser.add_argument(
+        "--cache", type=Path, default=Path("runs/cache"), help="Decoded-pixel cache (as tumor-train's)."
+    )
     parser.add_argument("--draws", type=int, default=20)
     parser.add_argument("--size", type=int, default=50)
     parser.add_argument("--small-size", type=int, default=20)

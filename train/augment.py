@@ -8,6 +8,8 @@
   gliomas fill more of the frame and are brighter): horizontal flips, rotation up to 15 degrees,
   zoom in by up to 35% (out by up to 10%), translation by up to 8%, all filling with black like an
   MRI background, and a random gamma that brightens or darkens tissue while keeping black black.
+- "flip": horizontal flips only. Radiological and neurological displays are mirror images of each
+  other, so a scan and its mirror are both valid and must get the same answer.
 - "none": no augmentation.
 """
 
@@ -17,7 +19,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-AUGMENTATIONS = ("seed", "strong", "shift", "none")
+AUGMENTATIONS = ("seed", "strong", "shift", "flip", "none")
 
 ROTATION_DEGREES = 40
 ZOOM = 0.2
@@ -44,6 +46,8 @@ def augmentation_layers(name: str, seed: int = 0) -> list[Any]:
         raise ValueError(f"unknown augmentation {name!r}; choose one of: {', '.join(AUGMENTATIONS)}.")
     if name == "none":
         return []
+    if name == "flip":
+        return [layers.RandomFlip("horizontal", seed=seed + 1)]
     if name == "shift":
         return [
             layers.RandomFlip("horizontal", seed=seed + 1),

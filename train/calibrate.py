@@ -340,9 +340,10 @@ def calibrate_keras(
         ModelError, MetadataError: the model is missing, unsafe or has no spec.
         DatasetError: the folder is missing, empty or has classes the model does not know.
     """
-    from tumorscan.train.data import load_dataset, stratified_split
+    from tumorscan.train.data import load_dataset
     from tumorscan.train.keras_file import copy_with_spec, load_keras, read_keras_spec
     from tumorscan.train.run_config import recorded_split, require_training_stack
+    from tumorscan.train.splits import validation_split
 
     require_training_stack()
     spec = read_keras_spec(model_path) if model_path.is_file() else None
@@ -356,9 +357,14 @@ def calibrate_keras(
     seed = recorded[1] if seed is None else seed
     model = load_keras(model_path)
     scans = load_dataset(data, spec.input.size, cache, labels=spec.labels, progress=progress)
-    train_rows, val_rows = stratified_split(scans.label_ids, val_split, seed, spec.labels)
+    train_rows, val_rows = validation_split(scans, val_split, seed, recorded.method, progress)
     fit = calibrate_scans(model, scans, train_rows, val_rows, target_accuracy)
-    fit.entry["fitted_on"] = {"data": str(data), "val_split": val_split, "seed": seed}
+    fit.entry["fitted_on"] = {
+        "data": str(data),
+        "val_split": val_split,
+        "seed": seed,
+        "split": recorded.method,
+    }
     copy_with_spec(model_path, out / "model.keras", spec.with_updates(trust=fit.entry), fit.archive_entries())
     write_trust_report(fit, out)
     return fit

@@ -13,6 +13,7 @@ from tumorscan.train.augment import AUGMENTATIONS
 from tumorscan.train.evaluate import evaluate_model
 from tumorscan.train.reporting import format_reports
 from tumorscan.train.run_config import MONITORS, STRATEGIES, TrainConfig
+from tumorscan.train.splits import SPLITS
 from tumorscan.train.trainer import train
 
 FOLDER = click.Path(path_type=Path, file_okay=False)
@@ -60,6 +61,14 @@ FOLDER = click.Path(path_type=Path, file_okay=False)
     help="Fraction of each class of --data held out for validation (model selection, early stopping).",
 )
 @click.option(
+    "--split",
+    type=click.Choice(SPLITS),
+    default=TrainConfig.split,
+    show_default=True,
+    help="How validation is carved: grouped keeps near copies (the audit's perceptual-hash rule) on one "
+    "side; random draws scans.",
+)
+@click.option(
     "--seed",
     type=int,
     default=TrainConfig.seed,
@@ -73,7 +82,8 @@ FOLDER = click.Path(path_type=Path, file_okay=False)
     show_default=True,
     help="seed: rotation up to 40 degrees and horizontal flips; strong: also zoom, shifts, brightness and "
     "contrast; shift: flips, small rotations, zoom mostly inwards, shifts, black fill and random gamma (the "
-    "test source's framing and brightness); none. Ignored by vgg16, which trains on cached features.",
+    "test source's framing and brightness); flip: horizontal flips only; none. Ignored by vgg16, which "
+    "trains on cached features.",
 )
 @click.option(
     "--class-weights", is_flag=True, help="Weight the loss so every class counts equally (balanced)."

@@ -12,7 +12,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,12 +21,14 @@ import tumorscan
 from tumorscan.errors import MissingDependencyError, TumorscanError
 from tumorscan.folders import refuse_split_roots
 from tumorscan.train.augment import AUGMENTATIONS
+from tumorscan.train.splits import SPLITS
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 RECIPE = (
     "arch",
     "size",
     "val_split",
+    "split",
     "seed",
     "monitor",
     "weights",
@@ -64,6 +66,7 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 1e-3
     val_split: float = 0.15
+    split: str = "grouped"
     seed: int = 0
     augment: str = "seed"
     class_weights: bool = False
@@ -96,6 +99,8 @@ class TrainConfig:
             problems.append("--label-smoothing must be at least 0 and below 1")
         if self.augment not in AUGMENTATIONS:
             problems.append(f"--augment must be one of {', '.join(AUGMENTATIONS)}")
+        if self.split not in SPLITS:
+            problems.append(f"--split must be one of {', '.join(SPLITS)}")
         if self.monitor not in MONITORS:
             problems.append(f"--monitor must be one of {', '.join(MONITORS)}")
         if self.strategy not in STRATEGIES:
@@ -143,10 +148,27 @@ class RunLog:
             print(message, file=sys.stderr, flush=True)
 
 
-def recorded_split(provenance: dict[str, Any] | None) -> tuple[float, int]:
-    """The validation fraction and seed a model was trained with (its provenance), else `TrainConfig`'s."""
-    config = (provenance or {}).get("config") or {}
-    return float(config.get("val_split", TrainConfig.val_split)), int(config.get("seed", TrainConfig.seed))
+class SplitRecord(NamedTuple):
+    """How a model's validation part was carved from its training folder."""
+
+    fraction: float
+    seed: int
+    method: str
+
+
+def recorded_split(provenance: dict[str, Any] | None) -> SplitRecord:
+    """The validation split a model was trained with (its provenance), else `TrainConfig`'s defaults.
+
+    Runs recorded before grouped splits existed carved theirs at random.
+    """
+    config = (provenance or {}).get("config")
+    if not config:
+        return SplitRecord(TrainConfig.val_split, TrainConfig.seed, TrainConfig.split)
+    return SplitRecord(
+        float(config.get("val_split", TrainConfig.val_split)),
+        int(config.get("seed", TrainConfig.seed)),
+        str(config.get("split", "random")),
+    )
 
 
 def require_training_stack() -> None:

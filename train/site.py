@@ -25,11 +25,12 @@ from tumorscan.errors import MetadataError, SiteError
 from tumorscan.shift import SHIFT_ENTRY, observe
 from tumorscan.spec import ModelSpec
 from tumorscan.train.calibrate import DEFAULT_TARGET_ACCURACY
-from tumorscan.train.data import CachedScans, default_cache_dir, load_dataset, stratified_split
+from tumorscan.train.data import CachedScans, default_cache_dir, load_dataset
 from tumorscan.train.run_config import recorded_split
 from tumorscan.train.site_adapt import AdaptRecipe, Pool, fine_tune, probabilities
 from tumorscan.train.site_data import MIN_FOLD_SCANS, grouped_folds, load_site, site_groups
 from tumorscan.train.site_folds import Fold, FoldRun, PooledFolds, SiteFit, pool_folds, run_folds
+from tumorscan.train.splits import validation_split
 from tumorscan.trust import Trust, apply_temperature
 
 Log = Callable[[str], None]
@@ -119,9 +120,7 @@ def load_inputs(options: AdaptOptions, spec: ModelSpec, log: Log) -> Inputs:
     source = source_train = source_val = None
     if options.data is not None:
         source = load_dataset(options.data, spec.input.size, cache, labels=spec.labels)
-        source_train, source_val = stratified_split(
-            source.label_ids, *recorded_split(spec.provenance), spec.labels
-        )
+        source_train, source_val = validation_split(source, *recorded_split(spec.provenance))
     else:
         log(
             "no --data: adapting on the site's scans alone; forgetting of the training source is not "

@@ -18,6 +18,7 @@ from tumorscan.errors import SiteError
 from tumorscan.folders import class_folders
 from tumorscan.train.audit import NEAR_THRESHOLD, hamming_distances, perceptual_hashes
 from tumorscan.train.data import CachedScans, load_dataset
+from tumorscan.train.splits import near_copy_groups
 
 MIN_FOLD_SCANS = 10
 """Fewest scans a held-out fold may have."""
@@ -51,16 +52,6 @@ def load_site(
     if not len(scans):
         raise SiteError(f"{folder}: none of its scans could be read.")
     return scans
-
-
-def near_copy_groups(bits: NDArray[np.bool_], threshold: int = NEAR_THRESHOLD) -> NDArray[np.int64]:
-    """A group id per hash: hashes within `threshold` bits are in one group, transitively."""
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    close = hamming_distances(bits, bits) <= threshold
-    groups: NDArray[np.int32] = connected_components(csr_matrix(close), directed=False)[1]
-    return groups.astype(np.int64)
 
 
 def site_groups(

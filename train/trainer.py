@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 from tumorscan.files import atomic_write_text
 from tumorscan.spec import InputSpec, ModelSpec
 from tumorscan.train.calibrate import DEFAULT_TARGET_ACCURACY, calibrate_scans, write_trust_report
-from tumorscan.train.data import CachedScans, default_cache_dir, load_dataset, stratified_split
+from tumorscan.train.data import CachedScans, default_cache_dir, load_dataset
 from tumorscan.train.distribute import (
     Worker,
     distributed_dataset,
@@ -58,6 +58,7 @@ from tumorscan.train.run_config import (
     require_training_stack,
     tool_versions,
 )
+from tumorscan.train.splits import validation_split
 
 if TYPE_CHECKING:
     from tumorscan.train.architectures import Architecture
@@ -115,9 +116,11 @@ def _load_data(config: TrainConfig, cache_dir: Path, log: RunLog, progress: bool
         log(f"{name}: {len(scans)} scans from {scans.root} ({scans.reused} from the cache {cache_dir})")
         for _, reason in scans.unreadable:
             log(f"skipped unreadable scan: {reason}")
-    train_rows, val_rows = stratified_split(sources["train"].label_ids, config.val_split, config.seed, labels)
+    train_rows, val_rows = validation_split(
+        sources["train"], config.val_split, config.seed, config.split, progress
+    )
     data = _Data(sources, train_rows, val_rows)
-    log(f"classes {list(labels)}; scans per split: {json.dumps(data.counts())}")
+    log(f"classes {list(labels)}; scans per split ({config.split} validation): {json.dumps(data.counts())}")
     return data
 
 

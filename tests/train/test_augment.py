@@ -13,7 +13,7 @@ def test_none_means_no_augmenter() -> None:
 
 
 def test_unknown_name_lists_the_valid_ones() -> None:
-    with pytest.raises(ValueError, match="seed, strong, shift, none"):
+    with pytest.raises(ValueError, match="seed, strong, shift, flip, none"):
         augmentation_layers("wild")
 
 
@@ -51,10 +51,23 @@ def test_augmenter_keeps_shape_and_range_and_changes_pixels(name: str) -> None:
     import tensorflow as tf
 
     rng = np.random.default_rng(0)
-    images = tf.constant(rng.integers(0, 256, (4, 32, 32, 3)).astype(np.float32))
+    images = tf.constant(rng.integers(0, 256, (16, 32, 32, 3)).astype(np.float32))
     augment = make_augmenter(name, seed=1)
     assert augment is not None
     out = augment(images).numpy()
-    assert out.shape == (4, 32, 32, 3)
+    assert out.shape == (16, 32, 32, 3)
     assert out.min() >= 0 and out.max() <= 255
     assert not np.allclose(out, images.numpy())
+
+
+def test_flip_mirrors_some_scans_left_right_and_leaves_the_others() -> None:
+    import tensorflow as tf
+
+    images = np.random.default_rng(0).integers(0, 256, (32, 8, 8, 3)).astype(np.float32)
+    augment = make_augmenter("flip", seed=2)
+    assert augment is not None
+    out = augment(tf.constant(images)).numpy()
+    mirrored = [np.array_equal(o, i[:, ::-1]) for o, i in zip(out, images, strict=True)]
+    same = [np.array_equal(o, i) for o, i in zip(out, images, strict=True)]
+    assert all(m or s for m, s in zip(mirrored, same, strict=True))
+    assert 4 <= sum(mirrored) <= 28

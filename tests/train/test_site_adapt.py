@@ -18,8 +18,9 @@ from tumorscan.folders import scan_dataset
 from tumorscan.shift import SHIFT_ENTRY
 from tumorscan.train.keras_file import file_sha256, read_keras_spec
 from tumorscan.train.site_adapt import AdaptRecipe, site_rows, source_rows
-from tumorscan.train.site_data import grouped_folds, near_copy_groups
+from tumorscan.train.site_data import grouped_folds
 from tumorscan.train.site_folds import Fold, pool_folds
+from tumorscan.train.splits import near_copy_groups
 
 COPIED = 2
 """Training scans copied unchanged into the tiny site."""

@@ -26,9 +26,10 @@ from tumorscan.train.batches import keras_outputs
 from tumorscan.train.distance import (
     DISTANCE_ENTRY,
     DistanceStats,
-    features_model,
     fit_distance,
 )
+from tumorscan.train.features import features_model
+from tumorscan.train.scan_check import fit_scan_check
 from tumorscan.trust import DISTANCE_OUTPUT, Trust, apply_temperature, input_statistics
 
 ECE_BINS = 15
@@ -244,8 +245,12 @@ def reliability_figure(fit: TrustFit, path: Path) -> None:
 
 def _fit_distance(
     model: Any, scans: Any, train_rows: NDArray[np.int64], val_rows: NDArray[np.int64]
-) -> tuple[DistanceStats, NDArray[np.float32]] | None:
-    """Feature-distance statistics from the training scans, threshold from the validation scans."""
+) -> tuple[DistanceStats, NDArray[np.float32], dict[str, Any]] | None:
+    """Feature distance and scan check from the training scans, thresholds from the validation scans.
+
+    Returns the statistics, the validation scans' out-of-distribution ratio (the larger of the two, as
+    the exported output reads) and the trust entry's records of both.
+    """
     try:
         features = features_model(model)
     except ModelError:
@@ -256,8 +261,23 @@ def _fit_distance(
         len(scans.labels),
     )
     distances = fitted.distances(keras_outputs(features, scans.pixels, val_rows, CHUNK))
-    threshold = float(np.quantile(distances, 1 - DISTANCE_SHARE))
-    return DistanceStats(fitted.means, fitted.whitening, round(threshold, 4)), distances
+    threshold = round(float(np.quantile(distances, 1 - DISTANCE_SHARE)), 4)
+    stats = DistanceStats(fitted.means, fitted.whitening, threshold)
+    ratio = (distances / threshold).astype(np.float32)
+    entries: dict[str, Any] = {
+        "feature_distance": {
+            "output": DISTANCE_OUTPUT,
+            "threshold": threshold,
+            "validation_share": DISTANCE_SHARE,
+            "features": int(fitted.means.shape[1]),
+        }
+    }
+    scan = fit_scan_check(model, scans.pixels, train_rows, val_rows)
+    if scan is not None:
+        stats = replace(stats, scan=scan.check)
+        ratio = np.maximum(ratio, scan.validation_ratios)
+        entries["scan_check"] = {"output": DISTANCE_OUTPUT, "column": 2, **scan.entry}
+    return stats, ratio, entries
 
 
 def shift_reference_rows(count: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
@@ -294,20 +314,19 @@ def calibrate_scans(
     statistics = input_check_statistics(scans.pixels, train_rows)
     validation_pixels = np.asarray(scans.pixels[val_rows])
     distance = _fit_distance(model, scans, train_rows, val_rows)
-    far = None if distance is None else distance[1] > distance[0].threshold
+    ratio = None if distance is None else distance[1]
     fit = fit_trust(
-        probabilities, scans.label_ids[val_rows], statistics, validation_pixels, target_accuracy, far
+        probabilities,
+        scans.label_ids[val_rows],
+        statistics,
+        validation_pixels,
+        target_accuracy,
+        None if ratio is None else ratio > 1,
     )
-    ratio = None if distance is None else distance[1] / distance[0].threshold
     fit.entry[SHIFT_ENTRY] = shift_reference(fit, scans.labels, validation_pixels, ratio)
     if distance is None:
         return fit
-    fit.entry["feature_distance"] = {
-        "output": DISTANCE_OUTPUT,
-        "threshold": distance[0].threshold,
-        "validation_share": DISTANCE_SHARE,
-        "features": int(distance[0].means.shape[1]),
-    }
+    fit.entry.update(distance[2])
     return replace(fit, distance=distance[0])
 
 

@@ -25,6 +25,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tumorscan.errors import ModelError
+from tumorscan.train.features import features_model
+from tumorscan.train.scan_check import ScanCheck, scan_column
 from tumorscan.trust import DISTANCE_OUTPUT
 
 DISTANCE_ENTRY = "tumorscan_distance.npz"
@@ -37,23 +39,28 @@ SHRINKAGE = 0.01
 
 @dataclass(frozen=True)
 class DistanceStats:
-    """Class means (K x D), whitening W (D x D, W W^T = inverse covariance) and the distance threshold."""
+    """Class means (K x D), whitening W (D x D, W W^T = inverse covariance), the distance threshold, and
+    the scan check (`tumorscan.train.scan_check`) where one was fitted."""
 
     means: NDArray[np.float32]
     whitening: NDArray[np.float32]
     threshold: float
+    scan: ScanCheck | None = None
 
     def to_bytes(self) -> bytes:
         """As an .npz archive."""
         buffer = io.BytesIO()
-        np.savez(buffer, means=self.means, whitening=self.whitening, threshold=np.float32(self.threshold))
+        arrays: dict[str, Any] = {"means": self.means, "whitening": self.whitening}
+        arrays["threshold"] = np.float32(self.threshold)
+        np.savez(buffer, **arrays, **({} if self.scan is None else self.scan.to_arrays()))
         return buffer.getvalue()
 
     @classmethod
     def from_bytes(cls, content: bytes) -> DistanceStats:
         """Parse `to_bytes` output."""
         with np.load(io.BytesIO(content), allow_pickle=False) as arrays:
-            return cls(arrays["means"], arrays["whitening"], float(arrays["threshold"]))
+            scan = ScanCheck.from_arrays(arrays)
+            return cls(arrays["means"], arrays["whitening"], float(arrays["threshold"]), scan)
 
     def distances(self, features: NDArray[np.floating]) -> NDArray[np.float32]:
         """Squared Mahalanobis distance of each feature row to the nearest class mean."""
@@ -77,22 +84,9 @@ def fit_distance(
     return DistanceStats(means.astype(np.float32), whitening.astype(np.float32), 1.0)
 
 
-def features_model(model: Any, source: str = "model") -> Any:
-    """A Keras model from the same input to the penultimate features (the input of the last Dense layer).
-
-    Raises:
-        ModelError: the model does not end in a Dense layer on a feature vector.
-    """
-    import keras
-
-    last = model.layers[-1] if getattr(model, "layers", None) else None
-    if not isinstance(last, keras.layers.Dense) or len(last.input.shape) != 2:
-        raise ModelError(f"{source}: the model does not end in a Dense layer on a feature vector.")
-    return keras.Model(model.input, last.input, name=f"{model.name}_features")
-
-
 def with_distance_output(model: Any, stats: DistanceStats, source: str = "model") -> Any:
-    """`model` with a second output, `training_distance`: (distance / threshold, `RATIO_RANGE`), (N, 2)."""
+    """`model` with a second output, `training_distance`: (distance / threshold, `RATIO_RANGE`), (N, 2),
+    and the scan check's ratio as a third column where the statistics carry one."""
     import keras
 
     layers = keras.layers
@@ -114,7 +108,10 @@ def with_distance_output(model: Any, stats: DistanceStats, source: str = "model"
     anchor = layers.Dense(1, kernel_initializer="zeros", bias_initializer="zeros", name="distance_range")
     anchor.build((None, 1))
     anchor.set_weights([np.zeros((1, 1), np.float32), np.full(1, RATIO_RANGE, np.float32)])
-    output = layers.Concatenate(name=DISTANCE_OUTPUT)([ratio, anchor(nearest)])
+    columns = [ratio, anchor(nearest)]
+    if stats.scan is not None:
+        columns.append(scan_column(model, stats.scan, RATIO_RANGE, source))
+    output = layers.Concatenate(name=DISTANCE_OUTPUT)(columns)
     return keras.Model(model.input, [model.output, output], name=f"{model.name}_distance")
 
 

@@ -2,8 +2,9 @@
 
 Every backend turns N x H x W x 3 uint8 pixels (or what `tumorscan.normalize.model_input` makes of them
 for a sealed file: normalised floats, NCHW) into N x K float class scores, and, for a model exported
-with the feature-distance head (`tumorscan.trust`), N distance ratios. Quantized tensors are converted by
-`to_model_input` and `to_scores`, from each tensor's own scale and zero point.
+with the feature-distance head (`tumorscan.trust`), N out-of-distribution ratios (above 1: out).
+Quantized tensors are converted by `to_model_input` and `to_scores`, from each tensor's own scale and
+zero point.
 """
 
 from __future__ import annotations
@@ -154,6 +155,14 @@ def split_outputs(names: list[str], source: str) -> tuple[int, int | None]:
         return 0, None
     distance = names.index(DISTANCE_OUTPUT) if DISTANCE_OUTPUT in names else 1
     return 1 - distance, distance
+
+
+def out_of_distribution_ratios(columns: NDArray[np.float32]) -> NDArray[np.float32]:
+    """N ratios from the distance output's columns: the distance ratio (column 0), or the larger of it and
+    the scan check's ratio (column 2) where the model has one. Column 1 is a constant."""
+    if columns.shape[1] > 2:
+        return np.maximum(columns[:, 0], columns[:, 2])
+    return columns[:, 0]
 
 
 def to_scores(raw: NDArray[np.generic], tensor: TensorInfo) -> NDArray[np.float32]:

@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 from ..errors import ModelError
 from ..metadata import onnx_session
 from ..spec import METADATA_KEY
-from . import TensorInfo, split_outputs, to_model_input, to_scores
+from . import TensorInfo, out_of_distribution_ratios, split_outputs, to_model_input, to_scores
 
 ONNX_TYPES = {
     "tensor(float)": np.float32,
@@ -70,7 +70,8 @@ class OnnxBackend:
         scores = to_scores(np.concatenate([outputs[0] for outputs in raw]), self.output)
         if self.distance is None:
             return scores, None
-        return scores, to_scores(np.concatenate([outputs[1] for outputs in raw]), self.distance)[:, 0]
+        columns = to_scores(np.concatenate([outputs[1] for outputs in raw]), self.distance)
+        return scores, out_of_distribution_ratios(columns)
 
 
 def open_backend(name: str, content: bytes, source: str, num_threads: int | None) -> OnnxBackend:

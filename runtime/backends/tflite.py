@@ -17,7 +17,7 @@ from ..errors import ModelError
 from ..metadata import tflite_metadata_entry
 from ..quiet import native_stderr_muted
 from ..spec import METADATA_KEY
-from . import TensorInfo, split_outputs, to_model_input, to_scores
+from . import TensorInfo, out_of_distribution_ratios, split_outputs, to_model_input, to_scores
 
 INTERPRETER_MODULES = {"litert": "ai_edge_litert.interpreter", "tflite-runtime": "tflite_runtime.interpreter"}
 
@@ -87,7 +87,7 @@ class TFLiteBackend:
         scores = to_scores(np.concatenate(raw), self.output)
         if self.distance is None:
             return scores, None
-        return scores, to_scores(np.concatenate(distances), self.distance)[:, 0]
+        return scores, out_of_distribution_ratios(to_scores(np.concatenate(distances), self.distance))
 
 
 def open_backend(name: str, content: bytes, source: str, num_threads: int | None) -> TFLiteBackend:

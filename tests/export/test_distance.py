@@ -14,12 +14,13 @@ from tumorscan.images import load_pixels
 from tumorscan.train.distance import (
     RATIO_RANGE,
     DistanceStats,
-    features_model,
     fit_distance,
     read_distance,
     with_distance_output,
 )
+from tumorscan.train.features import features_model
 from tumorscan.train.keras_file import load_keras
+from tumorscan.train.scan_check import scan_features_model
 from tumorscan.trust import OUT_OF_DISTRIBUTION
 
 
@@ -77,6 +78,9 @@ def test_the_graph_head_matches_numpy(calibrated: Path, sample_test: Path) -> No
     expected = stats.distances(np.asarray(features_model(model)(pixels))) / stats.threshold
     assert np.allclose(np.asarray(ratio)[:, 0], expected, rtol=1e-3)
     assert np.all(np.asarray(ratio)[:, 1] == RATIO_RANGE)
+    assert stats.scan is not None
+    scan = stats.scan.ratios(np.asarray(scan_features_model(model, stats.scan.layers)(pixels)))
+    assert np.allclose(np.asarray(ratio)[:, 2], scan, rtol=1e-3, atol=1e-4)
 
 
 @pytest.mark.parametrize("target", ["tflite-int8", "onnx-fp32", "onnx-int8"])
@@ -85,17 +89,20 @@ def test_exports_carry_the_distance_and_the_runtime_flags_by_it(
 ) -> None:
     classifier = Classifier.load(exports[target])
     backend = classifier._backend
-    assert backend.distance is not None and backend.distance.shape[-1] == 2
-    assert classifier.spec.trust is not None and "feature_distance" in classifier.spec.trust
+    assert backend.distance is not None and backend.distance.shape[-1] == 3
+    trust = classifier.spec.trust
+    assert trust is not None and "feature_distance" in trust and trust["scan_check"]["column"] == 2
     stats = read_distance(calibrated)
-    assert stats is not None
+    assert stats is not None and stats.scan is not None
     scans = sorted(sample_test.rglob("*.jpg"))
     noise = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     pixels = np.stack([load_pixels(source, (32, 32)) for source in [*scans, noise]])
     _, ratio = backend.run_with_distance(pixels)
     assert ratio is not None
-    expected = stats.distances(np.asarray(features_model(load_keras(calibrated))(pixels.astype(np.float32))))
-    expected /= stats.threshold
+    model, floats = load_keras(calibrated), pixels.astype(np.float32)
+    expected = stats.distances(np.asarray(features_model(model)(floats))) / stats.threshold
+    scan = stats.scan.ratios(np.asarray(scan_features_model(model, stats.scan.layers)(floats)))
+    expected = np.maximum(expected, scan)
     if target == "onnx-fp32":
         assert np.allclose(ratio, expected, rtol=1e-3)
     else:  # int8 activations saturate at the calibration scans' range: far inputs read lower, still above 1
@@ -110,5 +117,5 @@ def test_probabilities_stay_output_zero_of_the_tflite_file(exports: dict[str, Pa
     from ai_edge_litert.interpreter import Interpreter
 
     outputs = Interpreter(model_path=str(exports["tflite-int8"])).get_output_details()
-    assert [list(o["shape"]) for o in outputs] == [[1, 4], [1, 2]]
+    assert [list(o["shape"]) for o in outputs] == [[1, 4], [1, 3]]
     assert all(o["dtype"] == np.uint8 for o in outputs)  # MediaPipe refuses int8 outputs, uint8 is accepted

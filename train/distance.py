@@ -52,7 +52,8 @@ class DistanceStats:
         buffer = io.BytesIO()
         arrays: dict[str, Any] = {"means": self.means, "whitening": self.whitening}
         arrays["threshold"] = np.float32(self.threshold)
-        np.savez(buffer, **arrays, **({} if self.scan is None else self.scan.to_arrays()))
+        arrays.update({} if self.scan is None else self.scan.to_arrays())
+        np.savez(buffer, **arrays)
         return buffer.getvalue()
 
     @classmethod

@@ -15,6 +15,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
+from email.parser import HeaderParser
 from pathlib import Path
 
 from .guest import Emulator
@@ -208,14 +209,13 @@ def build_wheel(repo: Path, x86_python: Path, folder: Path, log: Log) -> Path:
 
 
 def requirement_names(metadata: str, extras: Iterable[str] = RUNTIME_EXTRAS) -> set[str]:
-    """The distributions a wheel's METADATA requires, itself or through one of `extras`."""
+    """The distributions the Requires-Dist headers of a wheel's METADATA name, bare or for one of `extras`."""
     names = set()
-    for line in metadata.splitlines():
-        if line.startswith("Requires-Dist:"):
-            requirement, _, marker = line.partition(":")[2].partition(";")
-            extra = re.search(r"extra\s*==\s*['\"]([^'\"]+)['\"]", marker)
-            if extra is None or extra.group(1) in extras:
-                names.add(re.split(r"[\s\[<>=!~;(]", requirement.strip(), maxsplit=1)[0])
+    for line in HeaderParser().parsestr(metadata).get_all("Requires-Dist", []):
+        requirement, _, marker = line.partition(";")
+        extra = re.search(r"extra\s*==\s*['\"]([^'\"]+)['\"]", marker)
+        if extra is None or extra.group(1) in extras:
+            names.add(re.split(r"[\s\[<>=!~;(]", requirement.strip(), maxsplit=1)[0])
     return names
 
 

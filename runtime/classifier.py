@@ -73,6 +73,8 @@ class Prediction:
     """True when the model does not vouch for this answer; None when the model cannot abstain."""
     reasons: tuple[str, ...] = ()
     """Why it abstains: `low_confidence`, `out_of_distribution` (see `tumorscan.trust`)."""
+    mirror: bool = False
+    """True when the answer averages the scan and its left-right mirror (`Classifier.mirror`)."""
 
     def top(self, k: int) -> list[tuple[str, float]]:
         """The k most probable (label, probability) pairs, most probable first."""
@@ -90,6 +92,8 @@ class Prediction:
         }
         if self.abstain:
             record["reasons"] = list(self.reasons)
+        if self.mirror:
+            record["mirror"] = True
         if top_k is not None:
             record["top"] = [{"label": label, "probability": p} for label, p in self.top(top_k)]
         return record
@@ -136,6 +140,11 @@ def _check_shapes(spec: ModelSpec, backend: Backend, source: str) -> None:
         )
 
 
+def mirrored(pixels: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """N x H x W x 3 pixels mirrored left to right."""
+    return pixels[:, :, ::-1]
+
+
 class Classifier:
     """A loaded model: labels and input size from its own metadata."""
 
@@ -146,6 +155,8 @@ class Classifier:
         self.trust = Trust.from_spec(spec, identity.file)
         self.abstain_threshold: float | None = None
         """Overrides the spec's confidence threshold (and enables abstention on a model without one)."""
+        self.mirror = False
+        """Average each scan with its left-right mirror (see `probabilities_and_distance`)."""
 
     @classmethod
     def load(
@@ -219,25 +230,39 @@ class Classifier:
 
         Outputs are probabilities (exported graphs end in softmax), so only quantization noise is
         removed: negatives clipped, each row renormalised to sum to 1. A trust entry's temperature is applied.
+        With `mirror`, each row is the mean of the scan's and its mirror's.
         """
         return self.probabilities_and_distance(pixels)[0]
 
     def probabilities_and_distance(
         self, pixels: NDArray[np.uint8]
     ) -> tuple[NDArray[np.float32], NDArray[np.float32] | None]:
-        """`probabilities`, and the feature-distance ratios of a model exported with that output."""
-        raw, distance = self._backend.run_with_distance(model_input(pixels, self.spec.input))
+        """`probabilities`, and the feature-distance ratios of a model exported with that output.
+
+        With `mirror`, each scan and its left-right mirror run in one batch: the result is the mean of
+        their calibrated probabilities and the larger of their distance ratios, the same for both.
+        """
+        count = len(pixels)
+        batch = np.concatenate([pixels, mirrored(pixels)]) if self.mirror else pixels
+        raw, distance = self._backend.run_with_distance(model_input(batch, self.spec.input))
         scores = np.clip(raw, 0.0, None)
         totals = scores.sum(axis=1, keepdims=True)
         uniform = np.full_like(scores, 1 / len(self.labels))
         probabilities: NDArray[np.float32] = np.divide(scores, totals, out=uniform, where=totals > 0)
-        return (self.trust.calibrate(probabilities) if self.trust else probabilities), distance
+        if self.trust:
+            probabilities = self.trust.calibrate(probabilities)
+        if not self.mirror:
+            return probabilities, distance
+        averaged = (probabilities[:count] + probabilities[count:]) / np.float32(2)
+        return averaged, None if distance is None else np.maximum(distance[:count], distance[count:])
 
     def _predictions(self, sources: Sequence[str], pixels: NDArray[np.uint8]) -> list[Prediction]:
         """One Prediction per row of a pixel batch."""
         probabilities, distance = self.probabilities_and_distance(pixels)
         judge = None if self.abstention_unavailable else (self.trust or Trust())
         far = None if distance is None else distance > 1
+        if judge and self.mirror:  # either side's input checks flag both (the same reasons for each side)
+            far = judge.out_of_distribution(mirrored(pixels), far)
         reasons = judge.reasons(probabilities, pixels, self.abstain_threshold, far) if judge else None
         results = []
         for index, (source, row) in enumerate(zip(sources, probabilities, strict=True)):
@@ -253,6 +278,7 @@ class Classifier:
                     model=self.identity,
                     abstain=None if reasons is None else bool(reasons[index]),
                     reasons=() if reasons is None else reasons[index],
+                    mirror=self.mirror,
                 )
             )
         return results

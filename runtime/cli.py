@@ -135,7 +135,8 @@ def _csv_line(values: Sequence[object]) -> str:
 
 def _csv_columns(labels: Sequence[str]) -> list[str]:
     columns = ["source", "status", "label", "confidence", "top", *(f"p_{label}" for label in labels)]
-    return [*columns, "abstain", "reasons", "error_code", "error_message", "model", "source_not_utf8"]
+    columns += ["abstain", "reasons", "error_code", "error_message", "model", "source_not_utf8", "mirror"]
+    return columns
 
 
 def _csv_row(outcome: Outcome, top_k: int, columns: Sequence[str], model: str) -> str:
@@ -145,7 +146,7 @@ def _csv_row(outcome: Outcome, top_k: int, columns: Sequence[str], model: str) -
         row.update(status="ok", label=result.label, confidence=f"{result.confidence:.6f}")
         row["top"] = ";".join(f"{label}:{p:.6f}" for label, p in result.top(top_k))
         row.update({f"p_{label}": f"{p:.6f}" for label, p in result.probabilities.items()})
-        row.update(abstain=result.abstain, reasons=";".join(result.reasons))
+        row.update(abstain=result.abstain, reasons=";".join(result.reasons), mirror=result.mirror)
     else:
         row.update(status="error", error_code=result.code, error_message=result.message)
     return _csv_line([row.get(column, "") for column in columns])
@@ -228,6 +229,8 @@ def _summary(results: Sequence[Result], classifier: Classifier, seconds: float) 
     note = classifier.abstention_unavailable
     if note is None:
         line += f", {sum(1 for r in results if isinstance(r, Prediction) and r.abstain)} abstained"
+    if classifier.mirror:
+        line += ", each averaged with its mirror"
     return f"{line} in {seconds:.1f} s with {classifier.identity}" + (f"; {note}" if note else "")
 
 
@@ -328,6 +331,12 @@ def _heatmaps_and_report(
     help="Abstain below this calibrated confidence (default: the threshold stored in the model).",
 )
 @click.option(
+    "--mirror",
+    is_flag=True,
+    help="Average each scan with its left-right mirror (one batch of two; about twice the time): a scan and "
+    'its mirror get the same answer; records say "mirror": true. --explain maps the original scan only.',
+)
+@click.option(
     "--explain",
     type=click.Path(file_okay=False, path_type=Path),
     help="Also write a heatmap PNG per scan here: where the model looks (occlusion; seconds per scan).",
@@ -387,6 +396,7 @@ def infer_command(
     output_format: str | None,
     output: Path | None,
     abstain_threshold: float | None,
+    mirror: bool,
     explain: Path | None,
     report: Path | None,
     progress: bool | None,
@@ -414,7 +424,7 @@ def infer_command(
     to_file = output is not None and str(output) != "-"
     items = _scan_items(scans, output if to_file else None, model)
     classifier = _load(model, backend, threads, trusted_keys)
-    classifier.abstain_threshold = abstain_threshold
+    classifier.abstain_threshold, classifier.mirror = abstain_threshold, mirror
     many = len(items) >= PROGRESS_THRESHOLD and sys.stderr.isatty()
     show_progress = (many if progress is None else progress) and not studies
     started = time.perf_counter()

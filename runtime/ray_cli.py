@@ -32,6 +32,8 @@ def _job(options: Mapping[str, Any]) -> RayJob:
         raise click.UsageError("--engine ray writes --jsonl (the default) or --parquet shards.")
     if options["explain"] is not None:
         raise click.UsageError("--explain runs without --engine ray (heatmaps take seconds per scan).")
+    if options["mirror"]:
+        raise click.UsageError("--mirror runs without --engine ray.")
     return RayJob(
         sources=options["scans"],
         output=str(output),

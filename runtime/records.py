@@ -74,6 +74,7 @@ def read_record(record: Mapping[str, Any]) -> Record:
             model=identity,
             abstain=None if record.get("abstain") is None else bool(record["abstain"]),
             reasons=tuple(str(reason) for reason in record.get("reasons", ())),
+            mirror=bool(record.get("mirror", False)),
         )
     elif record["status"] == "error":
         error = record["error"]

@@ -19,6 +19,7 @@ SAYS = {
     "check_listen.py": ("--kill-after N",),
     "bench_ray.py": ("--engine ray", "--count"),
     "measure_report.py": ("headless Chromium", "--screenshot SCREENSHOT"),
+    "measure_robustness.py": ("foreign images", "rotated 90, 180 and", "--validation TRAINING", "--mirror"),
 }
 """What each script's --help must say."""
 

@@ -161,6 +161,7 @@ def test_without_ray_installed_the_message_names_the_extra(sample_test: Path, tm
         (["--engine", "ray", "--output", "-"], "pass --output DIR"),
         (["--engine", "ray", "--output", "OUT", "--csv"], "--jsonl (the default) or --parquet"),
         (["--engine", "ray", "--output", "OUT", "--explain", "H"], "--explain runs without --engine ray"),
+        (["--engine", "ray", "--output", "OUT", "--mirror"], "--mirror runs without --engine ray"),
         (["--resume", "--output", "OUT"], "go with --engine ray"),
         (["--parquet"], "go with --engine ray"),
         (["--ray-address", "auto"], "go with --engine ray"),

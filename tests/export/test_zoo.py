@@ -5,7 +5,7 @@ file made elsewhere (`--labels`, `--preprocess`, `--logits`). fp32 files must ma
 FP32_TOLERANCE; the other files must run through `tumorscan.Classifier`. Two tiny models holding the
 tricky layers run in the fast suite; everything runs with `-m slow`.
 
-The README's zoo table comes from `python tests/export/test_zoo.py [MODEL NAME...]` (prints it in
+The zoo table of docs/results.md comes from `python tests/export/test_zoo.py [MODEL NAME...]` (prints it in
 Markdown, for every model or the ones named).
 """
 
@@ -299,7 +299,8 @@ def test_every_zoo_model_exports_to_every_format_and_mode(zoo: ZooModel, tmp_pat
 
 
 def zoo_row(name: str) -> str:
-    """One row of the README's table: its cells (WORKS or the one-line reason), then its output spread."""
+    """One row of the zoo table (docs/results.md): its cells (WORKS or the one-line reason), then its output
+    spread."""
     import tempfile
 
     (zoo,) = (zoo for zoo in ZOO if zoo.name == name)
@@ -310,8 +311,8 @@ def zoo_row(name: str) -> str:
 
 
 def zoo_table(names: list[str]) -> str:
-    """The README's table for the models named (or all), each exported in its own process (TensorFlow
-    keeps memory from one model to the next)."""
+    """The zoo table (docs/results.md) for the models named (or all), each exported in its own process
+    (TensorFlow keeps memory from one model to the next)."""
     import subprocess
 
     rows = ["| model | " + " | ".join(target.name for target in TARGETS) + " | output spread |"]

@@ -19,9 +19,14 @@ from tumorscan.classifier import Classifier, Prediction
 from tumorscan.errors import DatasetError
 from tumorscan.files import atomic_write_text
 from tumorscan.folders import scan_dataset
-from tumorscan.train.calibrate import ECE_BINS, coverage_table, expected_calibration_error
+from tumorscan.train.calibrate import (
+    ECE_BINS,
+    coverage_table,
+    expected_calibration_error,
+    negative_log_likelihood,
+)
 from tumorscan.train.nonscans import non_mri_images
-from tumorscan.trust import OUT_OF_DISTRIBUTION
+from tumorscan.trust import OUT_OF_DISTRIBUTION, apply_temperature
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,28 @@ class Outcome:
         row["accuracy_confident_half"] = confident_half_accuracy(self)
         row[f"ece_{ECE_BINS}_bins"] = round(expected_calibration_error(self.probabilities, self.truth), 4)
         return row
+
+
+def calibration_effect(outcome: Outcome, temperature: float) -> dict[str, float]:
+    """ECE and NLL without and with the temperature (the outcome's probabilities have it applied)."""
+    after = outcome.probabilities.astype(np.float32)
+    before = apply_temperature(after, 1 / temperature)
+    return {
+        "ece_before": round(expected_calibration_error(before, outcome.truth), 4),
+        "ece_after": round(expected_calibration_error(after, outcome.truth), 4),
+        "nll_before": round(negative_log_likelihood(before, outcome.truth), 4),
+        "nll_after": round(negative_log_likelihood(after, outcome.truth), 4),
+    }
+
+
+def calibration_table(
+    validation: dict[str, Any] | None, outcomes: dict[str, Outcome], temperature: float
+) -> dict[str, dict[str, float]]:
+    """ECE and NLL without and with the temperature: validation (as calibrated), then each outcome."""
+    keys = ("ece_before", "ece_after", "nll_before", "nll_after")
+    table = {"validation": {k: validation[k] for k in keys}} if validation and keys[0] in validation else {}
+    table.update({name: calibration_effect(outcome, temperature) for name, outcome in outcomes.items()})
+    return table
 
 
 def _predictions(classifier: Classifier, sources: list[Any]) -> list[Prediction]:
@@ -133,6 +160,11 @@ def trust_report(
         "temperature": classifier.trust.temperature if classifier.trust else None,
         "validation": (classifier.spec.trust or {}).get("validation"),
         "tables": {name: item.table() for name, item in outcomes.items()},
+        "calibration": calibration_table(
+            (classifier.spec.trust or {}).get("validation"),
+            outcomes,
+            classifier.trust.temperature if classifier.trust else 1.0,
+        ),
         "non_mri": {
             "images": len(foreign),
             "flagged_out_of_distribution": sum(OUT_OF_DISTRIBUTION in p.reasons for p in answers),
@@ -168,8 +200,20 @@ def format_trust_report(report: dict[str, Any]) -> str:
             f"{row['accuracy_all']:>8.3f} {row['flagged_out_of_distribution']:>4} "
             f"{row['accuracy_confident_half'] or '-':>18}"
         )
-    ece = ", ".join(f"{name} {row[f'ece_{ECE_BINS}_bins']:.4f}" for name, row in report["tables"].items())
-    lines.append(f"ECE ({ECE_BINS} bins, calibrated): {ece}")
+    lines.append(
+        f"{'calibration':14} {'ECE without':>12} {'ECE with T':>11} {'NLL without':>12} {'NLL with T':>11}"
+    )
+    for name, row in report["calibration"].items():
+        lines.append(
+            f"{name:14} {row['ece_before']:>12.4f} {row['ece_after']:>11.4f} {row['nll_before']:>12.4f} "
+            f"{row['nll_after']:>11.4f}"
+        )
+    worse = [name for name, row in report["calibration"].items() if row["ece_after"] > row["ece_before"]]
+    if worse:
+        lines.append(
+            f"the temperature makes ECE worse on: {', '.join(worse)}; it was fitted on validation scans of "
+            "the training source. For scans of another source, recalibrate on them (tumor-adapt)."
+        )
     foreign = report["non_mri"]
     lines.append(
         f"non-MRI images: {foreign['flagged_out_of_distribution']} of {foreign['images']} flagged "

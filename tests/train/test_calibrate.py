@@ -119,6 +119,26 @@ def test_trust_report_of_an_exported_model(
     table = report["tables"]["test"]
     assert table["scans"] == 8 and 0 <= table["answered"] <= 8 and report["non_mri"]["images"] >= 30
     assert "non-MRI images:" in result.output and (tmp_path / "report" / "risk_coverage.png").is_file()
+    assert set(report["calibration"]) == {"validation", "test"}
+    assert report["calibration"]["validation"] == {
+        k: report["validation"][k] for k in ("ece_before", "ece_after", "nll_before", "nll_after")
+    }
+    assert "ECE without" in result.output
+
+
+def test_the_calibration_table_undoes_the_temperature_to_compare() -> None:
+    from tumorscan.train.trust_report import Outcome, calibration_effect
+    from tumorscan.trust import apply_temperature
+
+    raw = np.array([[0.6, 0.4], [0.7, 0.3], [0.2, 0.8], [0.55, 0.45]], np.float32)
+    truth = np.array([0, 1, 1, 0])
+    none = np.zeros(4, dtype=bool)
+    sharpened = Outcome(apply_temperature(raw, 0.5), truth, none, none)
+    effect = calibration_effect(sharpened, 0.5)
+    assert effect["nll_before"] == pytest.approx(negative_log_likelihood(raw, truth), abs=1e-3)
+    assert (
+        effect["nll_after"] > effect["nll_before"]
+    )  # sharpening a model that is wrong a quarter of the time
 
 
 def test_confident_half_accuracy_ranks_by_confidence() -> None:

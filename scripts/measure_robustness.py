@@ -51,8 +51,11 @@ def main() -> None:
     arguments = parser.parse_args()
     classifier = Classifier.load(arguments.model or default_model_path())
     classifier.mirror = arguments.mirror
-    if arguments.split is None and not (classifier.spec.provenance or {}).get("config"):
-        taken = recorded_split(classifier.spec.provenance)
+    recorded = (classifier.spec.provenance or {}).get("config") or (classifier.spec.trust or {}).get(
+        "fitted_on"
+    )
+    if arguments.split is None and not recorded:
+        taken = recorded_split(classifier.spec)
         print(
             f"note: the model records no training config; its validation split is taken as {taken}: "
             "pass --split if it was carved otherwise",

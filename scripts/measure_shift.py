@@ -35,7 +35,7 @@ from tumorscan.train.splits import validation_split
 def kept_out_validation(classifier: Classifier, data: Path, cache: Path) -> list[Path]:
     """The validation scans of `data` that the model's shift reference leaves out."""
     scans = load_dataset(data, classifier.spec.input.size, cache, labels=classifier.labels, progress=False)
-    _, validation = validation_split(scans, *recorded_split(classifier.spec.provenance), progress=False)
+    _, validation = validation_split(scans, *recorded_split(classifier.spec), progress=False)
     _, kept_out = shift_reference_rows(len(validation))
     names = scans.relative_paths()
     return [scans.root / names[int(i)] for i in validation[kept_out]]

@@ -371,7 +371,7 @@ def calibrate_keras(
             f"{model_path}: no .keras file with a tumorscan spec (labels, input size); train it with "
             "tumor-train or save it with tumorscan.train.keras_file.save_keras."
         )
-    recorded = recorded_split(spec.provenance)
+    recorded = recorded_split(spec)
     val_split = recorded[0] if val_split is None else val_split
     seed = recorded[1] if seed is None else seed
     model = load_keras(model_path)

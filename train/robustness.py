@@ -140,7 +140,7 @@ def validation_scans(
     `method` ("random" or "grouped") overrides how the split was carved, for a model that does not record it.
     """
     scans = load_dataset(data, classifier.spec.input.size, cache, labels=classifier.labels, progress=False)
-    fraction, seed, recorded = recorded_split(classifier.spec.provenance)
+    fraction, seed, recorded = recorded_split(classifier.spec)
     _, rows = validation_split(scans, fraction, seed, method or recorded, progress=False)
     return [LabelledScan(scans.paths[row], scans.labels[scans.label_ids[row]]) for row in rows]
 

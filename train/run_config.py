@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 import tumorscan
 from tumorscan.errors import MissingDependencyError, TumorscanError
 from tumorscan.folders import refuse_split_roots
+from tumorscan.spec import ModelSpec
 from tumorscan.train.augment import AUGMENTATIONS
 from tumorscan.train.splits import SPLITS
 
@@ -156,12 +157,14 @@ class SplitRecord(NamedTuple):
     method: str
 
 
-def recorded_split(provenance: dict[str, Any] | None) -> SplitRecord:
-    """The validation split a model was trained with (its provenance), else `TrainConfig`'s defaults.
+def recorded_split(spec: ModelSpec) -> SplitRecord:
+    """The validation split a model was trained and calibrated with, else `TrainConfig`'s defaults.
 
-    Runs recorded before grouped splits existed carved theirs at random.
+    A `.keras` model records it in its provenance (the training config); an exported file, whose provenance
+    is the export's, in its trust entry (`fitted_on`). Runs recorded before grouped splits existed carved
+    theirs at random.
     """
-    config = (provenance or {}).get("config")
+    config = (spec.provenance or {}).get("config") or (spec.trust or {}).get("fitted_on")
     if not config:
         return SplitRecord(TrainConfig.val_split, TrainConfig.seed, TrainConfig.split)
     return SplitRecord(
@@ -169,6 +172,16 @@ def recorded_split(provenance: dict[str, Any] | None) -> SplitRecord:
         int(config.get("seed", TrainConfig.seed)),
         str(config.get("split", "random")),
     )
+
+
+def split_record(config: TrainConfig) -> dict[str, Any]:
+    """What the trust entry's `fitted_on` says of a training run's split."""
+    return {
+        "data": str(config.data),
+        "val_split": config.val_split,
+        "seed": config.seed,
+        "split": config.split,
+    }
 
 
 def require_training_stack() -> None:

@@ -120,7 +120,7 @@ def load_inputs(options: AdaptOptions, spec: ModelSpec, log: Log) -> Inputs:
     source = source_train = source_val = None
     if options.data is not None:
         source = load_dataset(options.data, spec.input.size, cache, labels=spec.labels)
-        source_train, source_val = validation_split(source, *recorded_split(spec.provenance))
+        source_train, source_val = validation_split(source, *recorded_split(spec))
     else:
         log(
             "no --data: adapting on the site's scans alone; forgetting of the training source is not "

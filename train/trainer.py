@@ -56,6 +56,7 @@ from tumorscan.train.run_config import (
     check_resumable,
     prepare_output,
     require_training_stack,
+    split_record,
     tool_versions,
 )
 from tumorscan.train.splits import validation_split
@@ -345,6 +346,7 @@ def _calibrate_and_save(run: _Run, data: _Data, final: Any, provenance: dict[str
     trust = calibrate_scans(
         final, data.sources["train"], data.train_rows, data.val_rows, DEFAULT_TARGET_ACCURACY
     )
+    trust.entry["fitted_on"] = split_record(config)
     write_trust_report(trust, out)
     run.log(f"calibration: {json.dumps(trust.entry['validation'])}")
     spec = ModelSpec(

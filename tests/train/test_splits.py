@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from tumorscan.errors import DatasetError
+from tumorscan.spec import InputSpec, ModelSpec
 from tumorscan.train.data import load_dataset, stratified_split
 from tumorscan.train.run_config import TrainConfig, recorded_split
 from tumorscan.train.splits import grouped_split, scan_groups, validation_split
@@ -56,6 +57,9 @@ def test_random_split_is_the_stratified_one(sample_train: Path, tmp_path: Path) 
 
 
 def test_recorded_split_reads_old_runs_as_random_and_new_files_as_grouped() -> None:
-    assert recorded_split({"config": {"val_split": 0.2, "seed": 3}}) == (0.2, 3, "random")
-    assert recorded_split({"config": {"val_split": 0.2, "seed": 3, "split": "grouped"}}).method == "grouped"
-    assert recorded_split(None) == (TrainConfig.val_split, TrainConfig.seed, "grouped")
+    spec = ModelSpec(labels=("a", "b"), input=InputSpec(32, 32))
+    old = spec.with_updates(provenance={"config": {"val_split": 0.2, "seed": 3}})
+    assert recorded_split(old) == (0.2, 3, "random")
+    exported = spec.with_updates(trust={"fitted_on": {"val_split": 0.2, "seed": 3, "split": "grouped"}})
+    assert recorded_split(exported) == (0.2, 3, "grouped")  # an exported file's provenance is the export's
+    assert recorded_split(spec) == (TrainConfig.val_split, TrainConfig.seed, "grouped")

@@ -12,6 +12,7 @@ validation scans beyond it. `tumor-train` calls
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -377,6 +378,14 @@ def calibrate_keras(
     model = load_keras(model_path)
     scans = load_dataset(data, spec.input.size, cache, labels=spec.labels, progress=progress)
     train_rows, val_rows = validation_split(scans, val_split, seed, recorded.method, progress)
+    if progress:
+        print(
+            f"Fitting on {len(val_rows)} validation scans ({recorded.method} split) and {len(train_rows)} "
+            "training scans: temperature, threshold, input checks, feature distance, and the scan check "
+            "(several thousand made negatives: a few minutes)",
+            file=sys.stderr,
+            flush=True,
+        )
     fit = calibrate_scans(model, scans, train_rows, val_rows, target_accuracy)
     fit.entry["fitted_on"] = {
         "data": str(data),

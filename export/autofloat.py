@@ -9,6 +9,8 @@ The search (after NNCF's accuracy control and ONNX Runtime's `nodes_to_exclude`)
 2. Speed: each convolution or dense layer is tried in float; it stays float when the whole model
    is then at least `speed_margin` faster, both in the fastest round and in the median of paired
    rounds (A/B timings, interleaved, on one held-out scan).
+   The trust heads (`tumorscan.train.distance`, `tumorscan.train.scan_check`) are not candidates: they
+   exist to flag, not to classify, and a float head between int8 layers does not load in XNNPACK.
 3. Parity: while the file fails the parity limits on the held-out labelled scans, the worst-ranked
    layer still quantized is reverted to float; a revert that does not raise agreement is stepped
    back. The search stops when parity passes, at `max_float` reverts, or when the ranking runs out.
@@ -34,6 +36,7 @@ from tumorscan.errors import DatasetError
 from tumorscan.sections import AutoFloatRecord, FloatLayer, ParityLimits, ParityPoint, RankedLayer
 from tumorscan.spec import ModelSpec
 from tumorscan.train.batches import in_batches, keras_outputs
+from tumorscan.train.distance import is_head_layer
 
 from .parity import (
     SubsetParity,
@@ -267,7 +270,7 @@ def choose_float_layers(
         tries = _Tries(quantizer, Path(folder), suffix, options.threads)
         current, parity = _all_int8(tries, quantizer, options)
         all_int8 = parity
-        ranked = quantizer.layers(samples)
+        ranked = [x for x in quantizer.layers(samples) if not is_head_layer(x.name)]
         log(
             f"  {len(ranked)} quantized layers; worst: "
             + ", ".join(f"{x.name} ({x.error_text})" for x in ranked[:3])

@@ -16,6 +16,7 @@ a square, a Dense summing each class block, and a max-pool over classes of the n
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,8 @@ from tumorscan.trust import DISTANCE_OUTPUT
 
 DISTANCE_ENTRY = "tumorscan_distance.npz"
 PROBABILITIES_OUTPUT = "probabilities"
+HEAD_PREFIXES = ("distance_", "scan_", DISTANCE_OUTPUT)
+"""The trust heads' layer names start with these (the exported tensor names contain them)."""
 RATIO_RANGE = 4.0
 """Largest distance ratio an int8 export can show (larger ones read as this)."""
 SHRINKAGE = 0.01
@@ -114,6 +117,11 @@ def with_distance_output(model: Any, stats: DistanceStats, source: str = "model"
         columns.append(scan_column(model, stats.scan, RATIO_RANGE, source))
     output = layers.Concatenate(name=DISTANCE_OUTPUT)(columns)
     return keras.Model(model.input, [model.output, output], name=f"{model.name}_distance")
+
+
+def is_head_layer(name: str) -> bool:
+    """Whether a layer or tensor name belongs to a trust head rather than to the classifier."""
+    return any(part.startswith(HEAD_PREFIXES) for part in re.split(r"[/;:]", name))
 
 
 def read_distance(path: Path) -> DistanceStats | None:

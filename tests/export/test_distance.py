@@ -119,3 +119,11 @@ def test_probabilities_stay_output_zero_of_the_tflite_file(exports: dict[str, Pa
     outputs = Interpreter(model_path=str(exports["tflite-int8"])).get_output_details()
     assert [list(o["shape"]) for o in outputs] == [[1, 4], [1, 3]]
     assert all(o["dtype"] == np.uint8 for o in outputs)  # MediaPipe refuses int8 outputs, uint8 is accepted
+
+
+def test_head_layers_are_told_from_the_classifier_s() -> None:
+    from tumorscan.train.distance import is_head_layer
+
+    assert is_head_layer("cnn2_distance/scan_ratio_pinned/MatMul;cnn2_distance/scan_ratio_pinned/Relu")
+    assert is_head_layer("distance_whiten") and is_head_layer("StatefulPartitionedCall:1;training_distance")
+    assert not is_head_layer("cnn2_distance/conv1/Conv2D") and not is_head_layer("dense_1/MatMul")

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from .backends import Backend, TensorInfo, choose_backend, open_backend
 from .errors import ModelError, TumorscanError, UnexpectedError
-from .explain import occlusion_map
+from .explain import DEFAULT_OCCLUSION, Occlusion, occlusion_map
 from .images import ImageSource, describe_source, load_pixels
 from .integrity import check_self_contained, verify_integrity
 from .metadata import read_model_file, spec_from_text
@@ -309,12 +309,15 @@ class Classifier:
         name = describe_source(source)
         return self._predictions([name], self._pixels(source, name)[np.newaxis])[0]
 
-    def explain(self, source: ImageSource, label: str | None = None) -> NDArray[np.float32]:
+    def explain(
+        self, source: ImageSource, label: str | None = None, method: Occlusion = DEFAULT_OCCLUSION
+    ) -> NDArray[np.float32]:
         """Occlusion-sensitivity map (model input size, see `tumorscan.explain`) of `label` for one scan.
 
         Args:
             source: the scan.
             label: the class explained; default: the predicted one.
+            method: how to occlude (square, step, fill, score); default: the one `tumor-infer` uses.
 
         Raises:
             ImageError: the scan cannot be read.
@@ -328,7 +331,7 @@ class Classifier:
             return self._backend.run(model_input(batch, self.spec.input))
 
         target = self.labels.index(label) if label else int(np.argmax(scores(pixels[np.newaxis])[0]))
-        return occlusion_map(scores, pixels, target)
+        return occlusion_map(scores, pixels, target, method, self._backend.output.scale)
 
     def iter_predictions(
         self, sources: Iterable[ImageSource], batch_size: int = DEFAULT_BATCH_SIZE

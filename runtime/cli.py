@@ -435,12 +435,12 @@ def infer_command(
         pieces = _study_pieces(classifier, items, output_format, top_k, keep_patient_ids, done, outputs)
     _write(pieces, output)
     results = [result for _, result, _ in done]
-    summary = _summary(results, classifier, time.perf_counter() - started)
     if to_file:
         click.echo(f"wrote {output}", err=True)
-    click.echo(summary, err=output_format != "table" or to_file)
     heatmaps_failed = _heatmaps_and_report(classifier, done, explain, report)
     for message in dicom_results(outputs, classifier, dicom_sr, dicom_heatmaps):
         click.echo(message, err=True)
+    summary = _summary(results, classifier, time.perf_counter() - started)  # heatmaps and reports included
+    click.echo(summary, err=output_format != "table" or to_file)
     if heatmaps_failed or any(not isinstance(result, Prediction) for result in results):
         sys.exit(1)

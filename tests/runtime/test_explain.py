@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -78,3 +80,17 @@ def test_infer_writes_one_heatmap_per_scan(tflite_int8: Path, sample_test: Path,
     with Image.open(pngs[0]) as image:
         assert image.size == (64, 32)  # the scan beside its overlay
 
+
+def test_the_summary_counts_the_heatmaps_time(
+    tflite_int8: Path, sample_test: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def slow(self: Classifier, source: np.ndarray, label: str | None = None) -> np.ndarray:
+        time.sleep(0.05)
+        return np.zeros(source.shape[:2], dtype=np.float32)
+
+    monkeypatch.setattr(Classifier, "explain", slow)
+    args = ["--model", str(tflite_int8), "--jsonl", "--explain", str(tmp_path / "maps"), str(sample_test)]
+    result = CliRunner().invoke(infer_command, args, catch_exceptions=False)
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("heatmaps: 8 written") and lines[1].startswith("8 scans: 8 predicted")
+    assert float(re.search(r" in ([0-9.]+) s with ", lines[1]).group(1)) >= 0.4  # type: ignore[union-attr]

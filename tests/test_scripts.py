@@ -20,6 +20,7 @@ SAYS = {
     "bench_ray.py": ("--engine ray", "--count"),
     "measure_report.py": ("headless Chromium", "--screenshot SCREENSHOT"),
     "measure_robustness.py": ("foreign images", "rotated 90, 180 and", "--validation TRAINING", "--mirror"),
+    "measure_heatmaps.py": ("deletion and insertion curves", "--count COUNT"),
 }
 """What each script's --help must say."""
 

@@ -2,12 +2,14 @@
 """Measure the heatmaps of `tumor-infer --explain`: seconds per scan, deletion and insertion curves.
 
 COUNT scans drawn from a labelled folder (the same number from each class, seeded) are explained for the
-class the model predicts, by each occlusion method below and by a random map (the floor). For each map,
-`tumorscan.explain_quality` removes the hottest pixels first and reads the class's calibrated probability:
-the area under the deletion curve (pixels to black, as in RISE; and to the blurred scan) is low, and the
-area under the insertion curve (from the blurred scan) high, for a map that finds what the model uses.
-No tumour outlines are needed. Each substrate favours the maps made by occluding with it, so all three
-are printed. Seconds per scan are wall time on this machine as it is (its load average is recorded).
+class the model predicts: by the occlusion of the previous version, the one now, variants of it (METHODS),
+and a random map (the floor). For each map, `tumorscan.explain_quality` removes the hottest pixels first and
+reads the class's calibrated probability: the area under the deletion curve (pixels to black, as in RISE;
+and to the blurred scan) is low, and the area under the insertion curve (from the blurred scan) high, for a
+map that finds what the model uses. No tumour outlines are needed. Each substrate favours the maps made by
+occluding with it, so all three are printed. Also: how much of each map lies in the image's outer 16 px (at
+224), where the head's outline and the background are, and on how many scans the hottest pixel does. Seconds
+per scan are wall time on this machine as it is (its load average is recorded).
 
     python scripts/measure_heatmaps.py runtime/models/default.tflite \\
         --data Testing --count 30 --out results/trust/heatmap_quality.json
@@ -44,6 +46,8 @@ METHODS: dict[str, Occlusion | None] = {
     "random map": None,
 }
 """The methods compared (None: a map of uniform noise, seeded)."""
+EDGE = 1 / 14
+"""The band along the image's border whose share of each map is reported (16 px at 224: 26.5% of the area)."""
 
 
 def drawn_scans(data: Path, labels: tuple[str, ...], count: int, seed: int) -> list[Path]:
@@ -68,11 +72,21 @@ def probability_of(classifier: Classifier, label: str) -> Probability:
     return probability
 
 
+def edge(heat: NDArray[np.floating]) -> tuple[float, bool]:
+    """Share of the map's positive part in the outer EDGE of the side (the head's outline and the background
+    in most scans), and whether the hottest pixel lies there."""
+    band = np.ones(heat.shape, dtype=bool)
+    width = round(min(heat.shape) * EDGE)
+    band[width:-width, width:-width] = False
+    positive = np.clip(heat, 0, None)
+    return float(positive[band].sum() / max(positive.sum(), 1e-12)), bool(band.flat[np.argmax(heat)])
+
+
 def measure_method(
     classifier: Classifier, scans: list[tuple[NDArray[np.uint8], str]], method: Occlusion | None, seed: int
 ) -> dict[str, Any]:
     """Seconds and curve areas of one method over the scans (means, and every scan's values)."""
-    seconds, areas = [], {name: list[float]() for name in CURVES}
+    seconds, areas, edges = [], {name: list[float]() for name in CURVES}, []
     rng = np.random.default_rng(seed)
     for pixels, label in scans:
         started = time.perf_counter()
@@ -81,6 +95,7 @@ def measure_method(
         found = curve_areas(probability_of(classifier, label), pixels, heat, seed)
         for name, value in found.items():
             areas[name].append(value)
+        edges.append(edge(heat))
     passes = method.passes(*classifier.spec.input.size) if method else 0
     result: dict[str, Any] = {
         "method": asdict(method) if method else None,
@@ -89,7 +104,9 @@ def measure_method(
         "ms_per_pass": 1000 * statistics.mean(seconds) / passes if passes else None,
     }
     result.update({name: statistics.mean(values) for name, values in areas.items()})
-    result["per_scan"] = {"seconds": seconds, **areas}
+    result["edge_share"] = statistics.mean(share for share, _ in edges)
+    result["hottest_at_edge"] = sum(hottest for _, hottest in edges)
+    result["per_scan"] = {"seconds": seconds, **areas, "edge_share": [share for share, _ in edges]}
     return result
 
 
@@ -114,7 +131,8 @@ def measure(arguments: argparse.Namespace) -> dict[str, Any]:
         results["methods"][name] = row = measure_method(classifier, scans, method, arguments.seed)
         print(
             f"{name:50} {row['passes']:>6} {row['seconds_per_scan']:>8.2f} "
-            + " ".join(f"{row[curve]:>13.3f}" for curve in CURVES),
+            + " ".join(f"{row[curve]:>13.3f}" for curve in CURVES)
+            + f" {row['edge_share']:>10.3f} {row['hottest_at_edge']:>5}/{len(scans)}",
             flush=True,
         )
     results["load_average_after"] = os.getloadavg()[0]
@@ -130,7 +148,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="draws the scans, breaks ties (default: 0)")
     parser.add_argument("--out", type=Path, help="write the results here as JSON")
     arguments = parser.parse_args()
-    print(f"{'method':50} {'passes':>6} {'s/scan':>8} " + " ".join(f"{curve:>13}" for curve in CURVES))
+    curves = " ".join(f"{curve:>13}" for curve in CURVES)
+    print(f"{'method':50} {'passes':>6} {'s/scan':>8} {curves} {'edge share':>10} {'hottest at edge':>15}")
     results = measure(arguments)
     if arguments.out is not None:
         arguments.out.parent.mkdir(parents=True, exist_ok=True)

@@ -100,6 +100,7 @@ class Trained(NamedTuple):
     classifier: Classifier
     """Its TFLite export."""
     maps: dict[str, NDArray[np.float32]]
+    """By class, its map on a scan with the square where SQUARES says."""
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +114,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
 def test_the_trained_map_is_hottest_on_the_evidence(trained: Trained) -> None:
     for label, heat in trained.maps.items():
         top, left = SQUARES[label]
+        assert trained.classifier.predict(_scan(top, left, np.random.default_rng(2))).label == label
         row, column = np.unravel_index(np.argmax(heat), heat.shape)
         assert top <= row < top + SIDE and left <= column < left + SIDE, (label, row, column)
         positive = np.clip(heat, 0, None)  # the square is 1/16 of the scan and holds about 0.6 of this

@@ -10,7 +10,9 @@ numpy (`tumorscan.train.negatives`); its threshold leaves `SCAN_SHARE` of the va
 The exported file carries it as column 2 of the `training_distance` output: the logit of "not a scan"
 rescaled so that the median validation scan reads 0 and the threshold 1 (cut at 0), so above 1 means out
 of distribution, like the distance ratio in column 0. Column 1's constant pins the int8 range, as for the
-distance; the check's own two-column Dense carries the same constant for its tensor.
+distance; the check's own two-column Dense carries a constant too, so that its logit tensor reaches the
+ratio `anchor`. The logit is one Dense layer and the rescaling a multiply and an add: int8 kernels need
+the Dense layer's weights small next to its output's range.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ SYNTHETIC = 800
 """Synthetic negatives for fitting (and a quarter as many, drawn apart, for measuring)."""
 REGULARISATION = 0.1
 """Inverse L2 strength of the logistic regression (scikit-learn's C) on standardised features."""
+SCALE_FLOOR = 0.25
+"""Smallest feature scale used in standardising, as a share of the median feature's."""
 
 
 @dataclass(frozen=True)
@@ -127,12 +131,15 @@ def scan_column(model: Any, check: ScanCheck, anchor: float, source: str = "mode
     layers = keras.layers
     features = scan_features(model, check.layers, source)
     span = check.threshold - check.median
-    score = layers.Dense(2, activation="relu", name="scan_ratio_pinned")
+    score = layers.Dense(2, name="scan_score_pinned")
     score.build((None, len(check.weights)))
     kernel = np.zeros((len(check.weights), 2), np.float32)
-    kernel[:, 0] = check.weights / span
-    score.set_weights([kernel, np.array([(check.bias - check.median) / span, anchor], np.float32)])
-    pinned = layers.Reshape((2, 1), name="scan_ratio_columns")(score(features))
+    kernel[:, 0] = check.weights
+    score.set_weights([kernel, np.array([check.bias, check.median + anchor * span], np.float32)])
+    ratios = layers.Rescaling(1 / span, offset=-check.median / span, name="scan_ratio_scaled")(
+        score(features)
+    )
+    pinned = layers.Reshape((2, 1), name="scan_ratio_columns")(layers.ReLU(name="scan_ratio_cut")(ratios))
     first = layers.Cropping1D((0, 1), name="scan_ratio_first")(pinned)
     return layers.Flatten(name="scan_ratio")(first)
 
@@ -149,16 +156,20 @@ class ScanFit:
 def _coefficients(
     features: NDArray[np.float32], negative: NDArray[np.bool_]
 ) -> tuple[NDArray[np.float32], float]:
-    """Logistic regression on standardised features, folded back to weights and bias on raw features."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
+    """Logistic regression on standardised features, folded back to weights and bias on raw features.
 
-    scaler = StandardScaler().fit(features)
+    Each feature's scale is at least `SCALE_FLOOR` of the median scale: a nearly constant feature would
+    otherwise get a huge raw weight, which int8 kernels cannot represent.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    mean, spread = features.mean(axis=0), features.std(axis=0)
+    typical = float(np.median(spread[spread > 0])) if (spread > 0).any() else 1.0
+    scale = np.maximum(spread, SCALE_FLOOR * typical)
     regression = LogisticRegression(C=REGULARISATION, class_weight="balanced", max_iter=3000)
-    regression.fit(scaler.transform(features), negative)
-    scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
+    regression.fit((features - mean) / scale, negative)
     weights = regression.coef_[0] / scale
-    bias = float(regression.intercept_[0] - (regression.coef_[0] * scaler.mean_ / scale).sum())
+    bias = float(regression.intercept_[0] - (weights * mean).sum())
     return weights.astype(np.float32), bias
 
 

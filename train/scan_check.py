@@ -92,15 +92,15 @@ def pooled_layers(model: Any) -> tuple[str, ...]:
     return tuple(last.values())
 
 
-def scan_features(model: Any, layers: tuple[str, ...], source: str = "model") -> Any:
-    """The check's feature tensor of `model`: means of `layers`, the last on a grid, penultimate features.
+def _scan_parts(model: Any, layers: tuple[str, ...], source: str) -> tuple[Any, Any | None]:
+    """The penultimate features, and the other features (means of `layers`, the last on a grid) or None.
 
     Raises:
         ModelError: a layer is missing (the model is not the one the check was fitted on).
     """
     import keras
 
-    parts = [features_model(model, source).output]
+    parts = []
     for index, name in enumerate(layers):
         try:
             output = model.get_layer(name).output
@@ -114,7 +114,16 @@ def scan_features(model: Any, layers: tuple[str, ...], source: str = "model") ->
         cell = (max(1, height // GRID), max(1, width // GRID))
         grid = keras.layers.AveragePooling2D(cell, name="scan_grid")(model.get_layer(layers[-1]).output)
         parts.append(keras.layers.Flatten(name="scan_grid_cells")(grid))
-    return keras.layers.Concatenate(name="scan_features")(parts) if len(parts) > 1 else parts[0]
+    rest = keras.layers.Concatenate(name="scan_features")(parts) if len(parts) > 1 else (parts or [None])[0]
+    return features_model(model, source).output, rest
+
+
+def scan_features(model: Any, layers: tuple[str, ...], source: str = "model") -> Any:
+    """The check's feature tensor of `model`: penultimate features, means of `layers`, the last on a grid."""
+    import keras
+
+    penultimate, rest = _scan_parts(model, layers, source)
+    return penultimate if rest is None else keras.layers.Concatenate(name="scan_all")([penultimate, rest])
 
 
 def scan_features_model(model: Any, layers: tuple[str, ...], source: str = "model") -> Any:
@@ -124,22 +133,40 @@ def scan_features_model(model: Any, layers: tuple[str, ...], source: str = "mode
     return keras.Model(model.input, scan_features(model, layers, source), name=f"{model.name}_scan")
 
 
+def _dense(name: str, weights: NDArray[np.float32], bias: tuple[float, float]) -> Any:
+    """A built Dense(2) whose first column is `weights` and second column zero, with `bias`."""
+    import keras
+
+    layer = keras.layers.Dense(2, name=name)
+    layer.build((None, len(weights)))
+    kernel = np.zeros((len(weights), 2), np.float32)
+    kernel[:, 0] = weights
+    layer.set_weights([kernel, np.array(bias, np.float32)])
+    return layer
+
+
 def scan_column(model: Any, check: ScanCheck, anchor: float, source: str = "model") -> Any:
-    """The exported column (N, 1): `ScanCheck.ratios` in stock layers, its int8 range pinned by `anchor`."""
+    """The exported column (N, 1): `ScanCheck.ratios` in stock layers, its int8 range pinned by `anchor`
+    (column 1 of each Dense layer's output is a constant that reaches it).
+
+    The penultimate features enter through a Dense layer of their own, not a concatenation: an int8
+    concatenation gives its inputs one scale, which would coarsen the features the classifier reads.
+    """
     import keras
 
     layers = keras.layers
-    features = scan_features(model, check.layers, source)
+    penultimate, rest = _scan_parts(model, check.layers, source)
     span = check.threshold - check.median
-    score = layers.Dense(2, name="scan_score_pinned")
-    score.build((None, len(check.weights)))
-    kernel = np.zeros((len(check.weights), 2), np.float32)
-    kernel[:, 0] = check.weights
-    score.set_weights([kernel, np.array([check.bias, check.median + anchor * span], np.float32)])
-    ratios = layers.Rescaling(1 / span, offset=-check.median / span, name="scan_ratio_scaled")(
-        score(features)
+    width = int(penultimate.shape[-1])
+    score = _dense("scan_score_pinned", check.weights[:width], (check.bias, check.median + anchor * span))
+    logits = score(penultimate)
+    if rest is not None:  # its column 1 pins its own range too; the sum's reads 2 * anchor after rescaling
+        more = _dense("scan_score_more", check.weights[width:], (0.0, anchor * span))
+        logits = layers.Add(name="scan_score")([logits, more(rest)])
+    rescale = layers.Rescaling(1 / span, offset=-check.median / span, name="scan_ratio_scaled")
+    pinned = layers.Reshape((2, 1), name="scan_ratio_columns")(
+        layers.ReLU(name="scan_ratio_cut")(rescale(logits))
     )
-    pinned = layers.Reshape((2, 1), name="scan_ratio_columns")(layers.ReLU(name="scan_ratio_cut")(ratios))
     first = layers.Cropping1D((0, 1), name="scan_ratio_first")(pinned)
     return layers.Flatten(name="scan_ratio")(first)
 

@@ -59,7 +59,7 @@ def test_pooled_layers_are_the_last_at_each_resolution_of_a_stranger_model() -> 
     conv, pool = nested.layers[1].name, nested.layers[2].name
     assert pooled_layers(nested) == (conv, pool)  # the nested model's inner layers are not in the outer graph
     features = scan_features_model(nested, pooled_layers(nested))
-    assert features.output.shape[-1] == 576 + 3 + 3 + 3 * 3 * 3  # penultimate, two means, a 3 x 3 grid
+    assert features.output.shape[-1] == 576 + 3 + 3 + 3 * 6 * 6  # penultimate, two means, a 6 x 6 grid
     assert scan_features_model(nested, ()).output.shape[-1] == 576  # without layers: the penultimate only
 
 

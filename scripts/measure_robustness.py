@@ -27,7 +27,7 @@ from tumorscan.folders import scan_dataset
 from tumorscan.models import default_model_path
 from tumorscan.train.foreign_images import foreign_images
 from tumorscan.train.robustness import measure, table, validation_scans
-from tumorscan.train.run_config import recorded_split
+from tumorscan.train.run_config import recorded_split, split_entry
 from tumorscan.train.splits import SPLITS
 
 
@@ -51,10 +51,7 @@ def main() -> None:
     arguments = parser.parse_args()
     classifier = Classifier.load(arguments.model or default_model_path())
     classifier.mirror = arguments.mirror
-    recorded = (classifier.spec.provenance or {}).get("config") or (classifier.spec.trust or {}).get(
-        "fitted_on"
-    )
-    if arguments.split is None and not recorded:
+    if arguments.split is None and not split_entry(classifier.spec):
         taken = recorded_split(classifier.spec)
         print(
             f"note: the model records no training config; its validation split is taken as {taken}: "

@@ -244,7 +244,7 @@ def reliability_figure(fit: TrustFit, path: Path) -> None:
     save_png(figure, path)
 
 
-def _fit_distance(
+def _fit_out_of_distribution(
     model: Any, scans: Any, train_rows: NDArray[np.int64], val_rows: NDArray[np.int64]
 ) -> tuple[DistanceStats, NDArray[np.float32], dict[str, Any]] | None:
     """Feature distance and scan check from the training scans, thresholds from the validation scans.
@@ -314,7 +314,7 @@ def calibrate_scans(
     probabilities = keras_outputs(model, scans.pixels, val_rows, CHUNK)
     statistics = input_check_statistics(scans.pixels, train_rows)
     validation_pixels = np.asarray(scans.pixels[val_rows])
-    distance = _fit_distance(model, scans, train_rows, val_rows)
+    distance = _fit_out_of_distribution(model, scans, train_rows, val_rows)
     ratio = None if distance is None else distance[1]
     fit = fit_trust(
         probabilities,
@@ -362,7 +362,7 @@ def calibrate_keras(
     """
     from tumorscan.train.data import load_dataset
     from tumorscan.train.keras_file import copy_with_spec, load_keras, read_keras_spec
-    from tumorscan.train.run_config import recorded_split, require_training_stack
+    from tumorscan.train.run_config import SplitRecord, recorded_split, require_training_stack, split_record
     from tumorscan.train.splits import validation_split
 
     require_training_stack()
@@ -373,26 +373,24 @@ def calibrate_keras(
             "tumor-train or save it with tumorscan.train.keras_file.save_keras."
         )
     recorded = recorded_split(spec)
-    val_split = recorded[0] if val_split is None else val_split
-    seed = recorded[1] if seed is None else seed
+    split = SplitRecord(
+        recorded.fraction if val_split is None else val_split,
+        recorded.seed if seed is None else seed,
+        recorded.method,
+    )
     model = load_keras(model_path)
     scans = load_dataset(data, spec.input.size, cache, labels=spec.labels, progress=progress)
-    train_rows, val_rows = validation_split(scans, val_split, seed, recorded.method, progress)
+    train_rows, val_rows = validation_split(scans, *split, progress)
     if progress:
         print(
-            f"Fitting on {len(val_rows)} validation scans ({recorded.method} split) and {len(train_rows)} "
+            f"Fitting on {len(val_rows)} validation scans ({split.method} split) and {len(train_rows)} "
             "training scans: temperature, threshold, input checks, feature distance, and the scan check "
             "(several thousand made negatives: a few minutes)",
             file=sys.stderr,
             flush=True,
         )
     fit = calibrate_scans(model, scans, train_rows, val_rows, target_accuracy)
-    fit.entry["fitted_on"] = {
-        "data": str(data),
-        "val_split": val_split,
-        "seed": seed,
-        "split": recorded.method,
-    }
+    fit.entry["fitted_on"] = split_record(data, split)
     copy_with_spec(model_path, out / "model.keras", spec.with_updates(trust=fit.entry), fit.archive_entries())
     write_trust_report(fit, out)
     return fit

@@ -19,13 +19,22 @@ Pixels = NDArray[np.uint8]
 """H x W x 3 uint8."""
 
 
+def centre_crop(zoom: float) -> Callable[[Image.Image], Image.Image]:
+    """The centre 1/zoom of each side: the scan seen `zoom` times closer."""
+
+    def crop(image: Image.Image) -> Image.Image:
+        width, height = image.size
+        inner_width, inner_height = round(width / zoom), round(height / zoom)
+        left, top = (width - inner_width) // 2, (height - inner_height) // 2
+        return image.crop((left, top, left + inner_width, top + inner_height))
+
+    return crop
+
+
 def _zoom(scan: Pixels, factor: float) -> Pixels:
     """The centre 1/factor of `scan`, enlarged back to its size."""
-    height, width = scan.shape[:2]
-    h, w = round(height / factor), round(width / factor)
-    top, left = (height - h) // 2, (width - w) // 2
-    crop = Image.fromarray(scan[top : top + h, left : left + w])
-    return np.asarray(crop.resize((width, height), Image.Resampling.BILINEAR))
+    crop = centre_crop(factor)(Image.fromarray(scan))
+    return np.asarray(crop.resize(scan.shape[1::-1], Image.Resampling.BILINEAR))
 
 
 def _tiles(scan: Pixels, rng: np.random.Generator, count: int = 4) -> Pixels:

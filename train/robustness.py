@@ -24,23 +24,12 @@ from tumorscan.errors import DatasetError
 from tumorscan.folders import LabelledScan
 from tumorscan.images import ImageSource, decode_scan, upright
 from tumorscan.train.data import load_dataset
+from tumorscan.train.negatives import centre_crop
 from tumorscan.train.run_config import recorded_split
 from tumorscan.train.splits import validation_split
 from tumorscan.trust import OUT_OF_DISTRIBUTION
 
 Transform = Callable[[Image.Image], Image.Image]
-
-
-def centre_crop(zoom: float) -> Transform:
-    """The centre 1/zoom of each side: the scan seen `zoom` times closer."""
-
-    def crop(image: Image.Image) -> Image.Image:
-        width, height = image.size
-        inner_width, inner_height = round(width / zoom), round(height / zoom)
-        left, top = (width - inner_width) // 2, (height - inner_height) // 2
-        return image.crop((left, top, left + inner_width, top + inner_height))
-
-    return crop
 
 
 VARIANTS: dict[str, Transform] = {

@@ -164,7 +164,7 @@ def recorded_split(spec: ModelSpec) -> SplitRecord:
     is the export's, in its trust entry (`fitted_on`). Runs recorded before grouped splits existed carved
     theirs at random.
     """
-    config = (spec.provenance or {}).get("config") or (spec.trust or {}).get("fitted_on")
+    config = split_entry(spec)
     if not config:
         return SplitRecord(TrainConfig.val_split, TrainConfig.seed, TrainConfig.split)
     return SplitRecord(
@@ -174,14 +174,16 @@ def recorded_split(spec: ModelSpec) -> SplitRecord:
     )
 
 
-def split_record(config: TrainConfig) -> dict[str, Any]:
-    """What the trust entry's `fitted_on` says of a training run's split."""
-    return {
-        "data": str(config.data),
-        "val_split": config.val_split,
-        "seed": config.seed,
-        "split": config.split,
-    }
+def split_entry(spec: ModelSpec) -> dict[str, Any] | None:
+    """Where a model records its split: the training config (a `.keras` model), else the trust entry's
+    `fitted_on` (an exported file), else None."""
+    config: dict[str, Any] | None = (spec.provenance or {}).get("config")
+    return config or (spec.trust or {}).get("fitted_on")
+
+
+def split_record(data: Path, split: SplitRecord) -> dict[str, Any]:
+    """The trust entry's `fitted_on`: the folder the validation split was carved from, and how."""
+    return {"data": str(data), "val_split": split.fraction, "seed": split.seed, "split": split.method}
 
 
 def require_training_stack() -> None:

@@ -10,9 +10,11 @@ numpy (`tumorscan.train.negatives`); its threshold leaves `SCAN_SHARE` of the va
 The exported file carries it as column 2 of the `training_distance` output: the logit of "not a scan"
 rescaled so that the median validation scan reads 0 and the threshold 1 (cut at 0), so above 1 means out
 of distribution, like the distance ratio in column 0. Column 1's constant pins the int8 range, as for the
-distance; the check's own two-column Dense carries a constant too, so that its logit tensor reaches the
-ratio `anchor`. The logit is one Dense layer and the rescaling a multiply and an add: int8 kernels need
-the Dense layer's weights small next to its output's range.
+distance. In the graph the logit is the sum of two Dense layers (the penultimate features through one, the
+other features through the other: an int8 concatenation would give the classifier's features the other
+features' scale), each with a constant second column so its tensor reaches the ratio `anchor`; the
+rescaling is a multiply and an add. Feature scales are floored when standardising, so that the weights stay
+small next to the logit's range, as int8 kernels need.
 """
 
 from __future__ import annotations

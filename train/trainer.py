@@ -50,6 +50,7 @@ from tumorscan.train.run_config import (
     CHECKPOINTS,
     MONITORS,
     RunLog,
+    SplitRecord,
     TrainConfig,
     TrainResult,
     balanced_class_weights,
@@ -346,7 +347,9 @@ def _calibrate_and_save(run: _Run, data: _Data, final: Any, provenance: dict[str
     trust = calibrate_scans(
         final, data.sources["train"], data.train_rows, data.val_rows, DEFAULT_TARGET_ACCURACY
     )
-    trust.entry["fitted_on"] = split_record(config)
+    trust.entry["fitted_on"] = split_record(
+        config.data, SplitRecord(config.val_split, config.seed, config.split)
+    )
     write_trust_report(trust, out)
     run.log(f"calibration: {json.dumps(trust.entry['validation'])}")
     spec = ModelSpec(

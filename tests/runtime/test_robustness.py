@@ -10,10 +10,10 @@ from PIL import Image
 
 from tumorscan import Classifier
 from tumorscan.folders import scan_dataset
+from tumorscan.train.negatives import centre_crop
 from tumorscan.train.robustness import (
     VARIANTS,
     Answers,
-    centre_crop,
     measure,
     summary,
     table,
